@@ -11,7 +11,6 @@ REFERENCE_DIR = Path(os.environ.get("TORTOISE_REFERENCE", REPO_ROOT.parent / "sh
 GOLDEN_DIR = REFERENCE_DIR / "golden"
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 @pytest.fixture(scope="session")
