@@ -4,6 +4,7 @@ AttentionBlock (per-head [q|k|v] layout) and the T5-style relative position bias
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -11,7 +12,10 @@ class GroupNorm32(nn.GroupNorm):
     """GroupNorm that always computes in float32 and casts back (as the official `normalization`)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(x.float()).type(x.dtype)
+        # parameters are upcast too, so a .half()/.bfloat16() model still normalises in float32
+        weight = None if self.weight is None else self.weight.float()
+        bias = None if self.bias is None else self.bias.float()
+        return F.group_norm(x.float(), self.num_groups, weight, bias, self.eps).type(x.dtype)
 
 
 def normalization(channels: int) -> GroupNorm32:
