@@ -1,4 +1,5 @@
-"""AR sampling: the logits processors of official TorToiSe sampling, in the order it applied them.
+"""AR sampling: the logits processors of official TorToiSe sampling (in the order it applied them), the
+sampling loop over UnifiedVoice's static KV cache, and the fixing of sampled codes before ranking.
 
 Official TorToiSe sampled through HF transformers 4.31 `generate`, which ran repetition penalty,
 temperature, top-k (its default 50) and top-p in that order. Each processor here is a pure function
@@ -7,9 +8,12 @@ over a batch of rows: logits [B, V] (and input ids [B, L]) in, a new [B, V] tens
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Callable
+
 import torch
 
-from tortoise.errors import InvalidInputError
+from tortoise.errors import GenerationCancelled, InvalidInputError
 
 # HF generate's default top_k; official TorToiSe never overrode it, so it is always active.
 DEFAULT_TOP_K = 50
@@ -130,3 +134,133 @@ def process_logits(
     scores = apply_temperature(scores, temperature)
     scores = apply_top_k(scores, top_k)
     return apply_top_p(scores, top_p)
+
+
+# ----------------------------------------------------------------------------------------------------
+# The sampling loop
+
+CALM_TOKEN = 83  # the AR code of silence ("calm" audio); official fix_autoregressive_output writes it
+FIXED_TAIL = (45, 45, 248)  # codes the official fix stamps on the last three positions of every row
+PROMPT_FILLER_ID = 1  # HF generate saw the prompt as this id repeated; the repetition penalty hits it
+
+
+def make_code_sampler(
+    *,
+    repetition_penalty: float,
+    temperature: float,
+    top_p: float,
+    top_k: int,
+    start_token: int,
+    generator: torch.Generator | None = None,
+    cancel: Callable[[], bool] | None = None,
+) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """A `next_code` function for `UnifiedVoice.inference_codes` that samples like official TorToiSe.
+
+    The repetition penalty sees what HF `generate` saw: the prompt filler id, the start code and the
+    codes so far. One `torch.multinomial` draw per step over all rows, from `generator` (None: torch's
+    default generator, the official draw order).
+    """
+
+    def next_code(logits: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+        if cancel is not None and cancel():
+            raise GenerationCancelled("Generation was cancelled.")
+        rows = logits.shape[0]
+        prefix = torch.tensor([PROMPT_FILLER_ID, start_token], device=codes.device).expand(rows, 2)
+        history = torch.cat([prefix, codes], dim=1)
+        scores = process_logits(
+            logits.float(), history, repetition_penalty=repetition_penalty, temperature=temperature,
+            top_p=top_p, top_k=top_k,
+        )
+        probs = torch.softmax(scores, dim=-1)
+        return torch.multinomial(probs, 1, generator=generator).squeeze(1)
+
+    return next_code
+
+
+def sample_codes(
+    ar_model: torch.nn.Module,
+    cond_latent: torch.Tensor,
+    text_tokens: torch.Tensor,
+    *,
+    num_samples: int,
+    batch_size: int,
+    max_mel_tokens: int,
+    repetition_penalty: float,
+    temperature: float,
+    top_p: float,
+    top_k: int,
+    use_kv_mel_offset: bool = True,
+    retire_finished: bool = True,
+    generator: torch.Generator | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    cancel: Callable[[], bool] | None = None,
+) -> torch.Tensor:
+    """Sample candidate code rows, batch by batch, as official `tts()` does.
+
+    Like the official code, floor(num_samples / batch_size) batches of batch_size rows are drawn (the
+    remainder is dropped), unless num_samples < batch_size, in which case one batch of num_samples.
+
+    Args:
+        ar_model: UnifiedVoice.
+        cond_latent: (1, dim) AR conditioning latent.
+        text_tokens: (1, T) text ids ending in one stop 0.
+        retire_finished: drop finished rows from the cache (faster). False reproduces the official
+            random-number order exactly (finished rows keep being sampled).
+        progress: called as (done_batches, total_batches).
+
+    Returns:
+        (samples, max_mel_tokens) int64 codes, right-padded with the stop code.
+    """
+    batch_size = max(1, min(batch_size, num_samples))
+    batches = num_samples // batch_size
+    next_code = make_code_sampler(
+        repetition_penalty=repetition_penalty, temperature=temperature, top_p=top_p, top_k=top_k,
+        start_token=ar_model.start_mel_token, generator=generator, cancel=cancel,
+    )
+    out = []
+    for b in range(batches):
+        codes = ar_model.inference_codes(
+            cond_latent, text_tokens, max_mel_tokens, num_return_sequences=batch_size, use_kv_cache=True,
+            use_kv_mel_offset=use_kv_mel_offset, next_code=next_code, retire_finished=retire_finished,
+        )
+        out.append(torch.nn.functional.pad(codes, (0, max_mel_tokens - codes.shape[1]),
+                                           value=ar_model.stop_mel_token))
+        if progress is not None:
+            progress(b + 1, batches)
+    return torch.cat(out, dim=0)
+
+
+def fix_autoregressive_output(codes: torch.Tensor, stop_token: int, calm_token: int = CALM_TOKEN) -> torch.Tensor:
+    """The official post-fix of sampled codes (returns a new tensor).
+
+    In every row that contains the stop code, it and everything after it become the calm code; rows
+    without one are left alone (with a warning). Then, as the official code does for every row, the
+    last three positions get FIXED_TAIL (45, 45, 248). CLVP/CVVP can then read every code (< 8192).
+
+    Args:
+        codes: (rows, length) int64, length >= 3.
+    """
+    fixed = codes.clone()
+    has_stop = (fixed == stop_token).any(dim=1)
+    if not bool(has_stop.all()):
+        warnings.warn("A candidate never produced a stop token; its speech may be cut off. "
+                      "Try a shorter text or a larger max_mel_tokens.", stacklevel=2)
+    after_stop = (fixed == stop_token).long().cumsum(dim=1) > 0
+    fixed[after_stop] = calm_token
+    fixed[:, -3:] = torch.tensor(FIXED_TAIL, dtype=fixed.dtype, device=fixed.device)
+    return fixed
+
+
+def calm_trim_length(codes: torch.Tensor, breathing_room: int = 8, calm_token: int = CALM_TOKEN) -> int:
+    """Where the official latent trim cuts a row: the index of the first calm code that makes the run of
+    consecutive calm codes longer than `breathing_room` (the "pause size"); the full length otherwise.
+
+    Args:
+        codes: (length,) one fixed candidate row.
+    """
+    run = 0
+    for i, code in enumerate(codes.tolist()):
+        run = run + 1 if code == calm_token else 0
+        if run > breathing_room:
+            return i
+    return codes.shape[0]

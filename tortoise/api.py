@@ -1,0 +1,403 @@
+"""TextToSpeech: the public entry of the TTS core. Text + a voice in, ranked 24 kHz waveforms out.
+
+Everything the official `tts()` does, plus whole-clip latents, three diffusion samplers, a static KV
+cache, candidate batching with row retirement, progress/cancel hooks and per-stage devices.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from tortoise.audio import OUTPUT_SAMPLE_RATE
+from tortoise.device import DevicePlan, auto_sample_batch_size, resolve_device
+from tortoise.diffusion import sample as diffusion_sample
+from tortoise.errors import InvalidInputError, TextTooLongError
+from tortoise.latents import DEFAULT_MAX_CHUNK_S, ConditioningLatents, compute_latents
+from tortoise.mel import denormalize_tacotron_mel, load_mel_norms
+from tortoise.options import GenerationOptions
+from tortoise.ranking import score_candidates
+from tortoise.redaction import split_redacted
+from tortoise.sampling import calm_trim_length, fix_autoregressive_output, sample_codes
+from tortoise.tokenizer import VoiceBpeTokenizer
+
+log = logging.getLogger(__name__)
+
+ProgressFn = Callable[[str, int, int], None]
+CancelFn = Callable[[], bool]
+STAGES = ("latents", "autoregressive", "ranking", "latent_pass", "diffusion", "vocoder", "redaction")
+OFFICIAL_TEXT_TOKEN_LIMIT = 400  # official tts() asserts len(ids) + 1 < 400
+AR_SAMPLES_PER_CODE = 1024  # 22.05 kHz samples one AR code stands for
+
+
+@dataclass
+class TTSModels:
+    """The networks a TextToSpeech uses. CVVP and the random-latent converters are optional."""
+
+    autoregressive: nn.Module
+    diffusion: nn.Module
+    clvp: nn.Module
+    vocoder: nn.Module
+    cvvp: nn.Module | None = None
+    rlg_auto: nn.Module | None = None
+    rlg_diffuser: nn.Module | None = None
+
+
+@dataclass
+class TTSResult:
+    """What one `tts()` call produced.
+
+    Attributes:
+        waveforms: the k best candidates, best first, each (1, samples) float32 at `sample_rate`.
+        options: every setting actually used.
+        seed: the seed actually used (give it back to reproduce the result on the same device).
+        notes: things the caller should tell the user (e.g. why CVVP was not applied).
+        timings_s: wall time per stage in seconds.
+        codes: (k, length) fixed AR codes of the returned candidates.
+    """
+
+    waveforms: list[torch.Tensor]
+    options: GenerationOptions
+    seed: int
+    sample_rate: int = OUTPUT_SAMPLE_RATE
+    notes: list[str] = field(default_factory=list)
+    timings_s: dict[str, float] = field(default_factory=dict)
+    codes: torch.Tensor | None = None
+
+
+class TextToSpeech:
+    """The TorToiSe pipeline over already-built models.
+
+    Args:
+        models: the networks (see TTSModels); moved to the plan's devices here.
+        tokenizer: VoiceBpeTokenizer over tokenizer.json.
+        mel_norms: (80,) AR mel divisors (mel_norms.pth).
+        plan: devices and precision (default: resolve_device("auto")).
+        aligner: object with `redact(audio (1, S), text, sample_rate) -> (1, S')` for [bracket] redaction;
+            None creates the wav2vec2 aligner lazily on first use.
+        cvvp_loader: called once to load CVVP when a CVVP weight is first used and `models.cvvp` is None.
+        model_name / model_hash: identify the AR checkpoint (latents caches and metadata are keyed on it).
+    """
+
+    def __init__(
+        self,
+        models: TTSModels,
+        tokenizer: VoiceBpeTokenizer,
+        mel_norms: torch.Tensor,
+        plan: DevicePlan | None = None,
+        aligner: Any | None = None,
+        cvvp_loader: Callable[[], nn.Module] | None = None,
+        model_name: str = "autoregressive",
+        model_hash: str = "",
+    ):
+        self.models = models
+        self.tokenizer = tokenizer
+        self.mel_norms = mel_norms.float().cpu()
+        self.plan = plan or resolve_device("auto")
+        self.aligner = aligner
+        self.cvvp_loader = cvvp_loader
+        self.model_name = model_name
+        self.model_hash = model_hash
+        for name in ("autoregressive", "diffusion", "clvp", "vocoder", "cvvp", "rlg_auto", "rlg_diffuser"):
+            model = getattr(models, name)
+            if model is not None:
+                model.eval().requires_grad_(False)
+                model.to(self.plan.vocoder_device if name == "vocoder" else self.plan.storage_device)
+
+    # ------------------------------------------------------------------ construction from files
+
+    @classmethod
+    def from_dir(
+        cls,
+        models_dir: str | Path,
+        *,
+        device: str = "auto",
+        half: bool = False,
+        low_vram: bool = False,
+        autoregressive_path: str | Path | None = None,
+        offline: bool | None = None,
+        store: Any | None = None,
+    ) -> TextToSpeech:
+        """Load (downloading on first use) the official models from `models_dir`.
+
+        Args:
+            autoregressive_path: a fine-tuned AR checkpoint to use instead of autoregressive.pth.
+            offline: never download; missing files raise ModelDownloadError listing them.
+            store: a ModelStore to use (tests pass one pointed at a local server).
+        """
+        from tortoise import models as registry
+        from tortoise.download import INFERENCE_FILES, ModelStore
+
+        overrides = {"autoregressive.pth": autoregressive_path} if autoregressive_path else None
+        store = store or ModelStore(models_dir, offline=offline, overrides=overrides)
+        paths = store.ensure(INFERENCE_FILES)
+        plan = resolve_device(device, half=half, low_vram=low_vram)
+        models = TTSModels(
+            autoregressive=registry.load("autoregressive", paths["autoregressive.pth"]),
+            diffusion=registry.load("diffusion_decoder", paths["diffusion_decoder.pth"]),
+            clvp=registry.load("clvp2", paths["clvp2.pth"]),
+            vocoder=registry.load("vocoder", paths["vocoder.pth"]),
+        )
+        ar_path = Path(paths["autoregressive.pth"])
+        stat = ar_path.stat()
+        # hashing 1.6 GB on every start is slow; size + mtime + name identify a checkpoint well enough
+        quick_hash = sha256_of_text(f"{ar_path.name}:{stat.st_size}:{int(stat.st_mtime)}")[:8]
+        tts = cls(
+            models, VoiceBpeTokenizer(paths["tokenizer.json"]), load_mel_norms(paths["mel_norms.pth"]), plan,
+            cvvp_loader=lambda: registry.load("cvvp", store.get("cvvp.pth")),
+            model_name=ar_path.stem, model_hash=quick_hash,
+        )
+        tts._rlg_loader = lambda: (registry.load("rlg_auto", store.get("rlg_auto.pth")),
+                                   registry.load("rlg_diffuser", store.get("rlg_diffuser.pth")))
+        return tts
+
+    # ------------------------------------------------------------------ conditioning
+
+    def get_conditioning_latents(
+        self,
+        voice_samples: Sequence[torch.Tensor],
+        *,
+        method: str = "whole",
+        max_chunk_s: float = DEFAULT_MAX_CHUNK_S,
+        slim: bool = False,
+        progress: ProgressFn | None = None,
+    ) -> ConditioningLatents:
+        """Latents of a voice from its clips ((1, S) at 22.05 kHz); see tortoise.latents.compute_latents."""
+        device = self.plan.latents_device
+        ar, diff = self.models.autoregressive, self.models.diffusion
+        with self.plan.on_device(ar, device), self.plan.on_device(diff, device):
+            return compute_latents(
+                voice_samples, ar, diff, self.mel_norms, method=method, max_chunk_s=max_chunk_s, slim=slim,
+                device=device, progress=_stage(progress, "latents"),
+            ).to("cpu")
+
+    def get_random_conditioning_latents(self, generator: torch.Generator | None = None) -> ConditioningLatents:
+        """Latents of a random voice from the RLG models (loaded on first use)."""
+        if self.models.rlg_auto is None or self.models.rlg_diffuser is None:
+            loader = getattr(self, "_rlg_loader", None)
+            if loader is None:
+                raise InvalidInputError("The random voice needs the rlg_auto/rlg_diffuser models.")
+            self.models.rlg_auto, self.models.rlg_diffuser = loader()
+        with torch.inference_mode():
+            ar = self.models.rlg_auto.cpu().sample(1, generator=generator)
+            diff = self.models.rlg_diffuser.cpu().sample(1, generator=generator)
+        return ConditioningLatents(ar.float(), diff.float(), None, "random")
+
+    # ------------------------------------------------------------------ text
+
+    def encode_text(self, text: str) -> torch.Tensor:
+        """(1, T + 1) text ids with the trailing stop 0 that tts() appends.
+
+        Raises:
+            InvalidInputError: empty text, unbalanced brackets, or nothing left to say outside brackets.
+            TextTooLongError: more tokens than one pass allows (the message says how many and the limit).
+        """
+        if not text or not text.strip():
+            raise InvalidInputError("The text is empty. Type something to say.")
+        check_brackets(text)
+        ids = self.tokenizer.encode(text)
+        limit = min(OFFICIAL_TEXT_TOKEN_LIMIT, self.models.autoregressive.max_text_tokens - 2)
+        if len(ids) + 1 >= limit:
+            raise TextTooLongError(
+                f"The text is {len(ids)} tokens long; one pass allows {limit - 2}. Split it into shorter "
+                "lines (use a line delimiter) or let the app split it at sentence boundaries."
+            )
+        return torch.tensor([ids + [0]], dtype=torch.long)
+
+    # ------------------------------------------------------------------ generation
+
+    def tts(
+        self,
+        text: str,
+        voice_samples: Sequence[torch.Tensor] | None = None,
+        conditioning_latents: ConditioningLatents | None = None,
+        preset: str | None = None,
+        seed: int | None = None,
+        progress: ProgressFn | None = None,
+        cancel: CancelFn | None = None,
+        **overrides: Any,
+    ) -> TTSResult:
+        """Speak `text` in a voice.
+
+        Args:
+            text: what to say; [bracketed] parts shape the delivery and are cut from the audio.
+            voice_samples: clips (1, S) at 22.05 kHz; used when conditioning_latents is None.
+            conditioning_latents: precomputed latents (e.g. the app's cache); neither -> random voice.
+            preset: ultra_fast, fast, standard or high_quality; explicit overrides win.
+            seed: None draws one; it is returned in the result.
+            progress: (stage, done, total) callback, stages as in STAGES.
+            cancel: polled during long loops; True raises GenerationCancelled.
+            **overrides: GenerationOptions fields.
+        """
+        options = GenerationOptions.from_preset(preset, **overrides)
+        text_tokens = self.encode_text(text)
+        notes: list[str] = []
+        timings: dict[str, float] = {}
+        seed = random.SystemRandom().randrange(2**31) if seed is None else int(seed)
+        torch.manual_seed(seed)
+        random.seed(seed)
+        ar = self.models.autoregressive
+        max_mel_tokens = options.max_mel_tokens
+        if max_mel_tokens > ar.max_mel_tokens - 2:
+            max_mel_tokens = ar.max_mel_tokens - 2
+            notes.append(f"max_mel_tokens lowered to {max_mel_tokens}, the most this model can generate.")
+
+        t0 = time.perf_counter()
+        if conditioning_latents is None:
+            if voice_samples:
+                conditioning_latents = self.get_conditioning_latents(voice_samples, progress=progress)
+            else:
+                conditioning_latents = self.get_random_conditioning_latents()
+        latents = conditioning_latents
+        timings["latents"] = time.perf_counter() - t0
+
+        device = self.plan.device
+        cond_ar = latents.autoregressive.to(device)
+        tokens = text_tokens.to(device)
+        batch = options.sample_batch_size or auto_sample_batch_size(self.plan)
+        t0 = time.perf_counter()
+        with self.plan.on_device(ar), torch.inference_mode(), self.plan.autocast():
+            codes = sample_codes(
+                ar, cond_ar, tokens, num_samples=options.num_autoregressive_samples, batch_size=batch,
+                max_mel_tokens=max_mel_tokens, repetition_penalty=options.repetition_penalty,
+                temperature=options.temperature, top_p=options.top_p, top_k=options.top_k,
+                use_kv_mel_offset=options.use_kv_mel_offset, progress=_stage(progress, "autoregressive"),
+                cancel=cancel,
+            )
+        timings["autoregressive"] = time.perf_counter() - t0
+        fixed = fix_autoregressive_output(codes, ar.stop_mel_token)
+
+        t0 = time.perf_counter()
+        best = self._rank(fixed, tokens, latents, options, notes, device)
+        timings["ranking"] = time.perf_counter() - t0
+        _report(progress, "ranking", 1, 1)
+
+        best_codes = fixed[best]
+        trims = [calm_trim_length(row, options.breathing_room) for row in best_codes]
+        t0 = time.perf_counter()
+        with self.plan.on_device(ar), torch.inference_mode(), self.plan.autocast():
+            # the GPT is causal: latents up to the longest trim equal those of the full official pass
+            kept = best_codes[:, : max(trims)]
+            k = kept.shape[0]
+            best_latents = ar(
+                cond_ar.expand(k, -1), tokens.expand(k, -1),
+                torch.full((k,), tokens.shape[1], device=device), kept,
+                torch.full((k,), kept.shape[1] * AR_SAMPLES_PER_CODE, device=device),
+                return_latent=True, clip_inputs=False,
+            ).float()
+        timings["latent_pass"] = time.perf_counter() - t0
+        _report(progress, "latent_pass", 1, 1)
+
+        waveforms = []
+        timings["diffusion"] = timings["vocoder"] = 0.0
+        for i, trim in enumerate(trims):
+            waveforms.append(self._decode(best_latents[i : i + 1, :trim], latents, options, progress, cancel,
+                                          timings, i, len(trims)))
+        if options.enable_redaction and "[" in text:
+            t0 = time.perf_counter()
+            waveforms = [self._redact(w, text) for w in waveforms]
+            timings["redaction"] = time.perf_counter() - t0
+        return TTSResult(waveforms, options.replace(max_mel_tokens=max_mel_tokens), seed, notes=notes,
+                         timings_s=timings, codes=best_codes.cpu())
+
+    def _rank(self, fixed, tokens, latents, options, notes, device) -> torch.Tensor:
+        k = min(options.k, fixed.shape[0])
+        cvvp_amount = options.cvvp_amount
+        cvvp = None
+        if cvvp_amount > 0:
+            if latents.ar_mels is None:
+                notes.append("CVVP weight ignored: these latents were computed slim (no clip mels). "
+                             "Recompute the voice latents with 'Slimmer Computed Latents' off.")
+                cvvp_amount = 0.0
+            else:
+                cvvp = self._cvvp()
+                if cvvp is None:
+                    notes.append("CVVP weight ignored: the CVVP model is not available.")
+                    cvvp_amount = 0.0
+        if fixed.shape[0] == k and cvvp_amount == 0 and k == 1:
+            return torch.arange(k)  # one candidate: nothing to rank
+        clvp = self.models.clvp
+        with self.plan.on_device(clvp), torch.inference_mode(), self.plan.autocast():
+            if cvvp is not None:
+                with self.plan.on_device(cvvp):
+                    scores = score_candidates(fixed.to(device), tokens, clvp, cvvp=cvvp,
+                                              ar_mels=latents.ar_mels.to(device), cvvp_amount=cvvp_amount)
+            else:
+                scores = score_candidates(fixed.to(device), tokens, clvp)
+        return torch.topk(scores.float().cpu(), k).indices
+
+    def _cvvp(self) -> nn.Module | None:
+        if self.models.cvvp is None and self.cvvp_loader is not None:
+            self.models.cvvp = self.cvvp_loader().eval().requires_grad_(False).to(self.plan.storage_device)
+        return self.models.cvvp
+
+    def _decode(self, codes_latents, latents, options, progress, cancel, timings, index, count) -> torch.Tensor:
+        """Diffusion then vocoder for one candidate; returns (1, S) float32 on the CPU."""
+        diffusion, vocoder = self.models.diffusion, self.models.vocoder
+        device = self.plan.device
+        length = codes_latents.shape[1]
+        frames = length * 4 * OUTPUT_SAMPLE_RATE // 22050  # AR codes are 1024 samples at 22.05 kHz
+        t0 = time.perf_counter()
+        with self.plan.on_device(diffusion), torch.inference_mode():
+            embeddings = diffusion.timestep_independent(codes_latents.to(device), latents.diffusion.to(device),
+                                                        frames)
+
+            def model_fn(x, t, conditioning_free=False):
+                return diffusion(x, t, precomputed_aligned_embeddings=embeddings,
+                                 conditioning_free=conditioning_free)
+
+            def on_step(done, total):
+                _report(progress, "diffusion", index * total + done, count * total)
+
+            mel = diffusion_sample(
+                model_fn, (1, 100, frames), steps=options.diffusion_iterations, sampler=options.sampler,
+                cond_free=options.cond_free, cond_free_k=options.cond_free_k,
+                temperature=options.diffusion_temperature, device=device, progress=on_step, cancel=cancel,
+            )
+            mel = denormalize_tacotron_mel(mel)[:, :, :frames]
+        timings["diffusion"] += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        with self.plan.on_device(vocoder, self.plan.vocoder_device), torch.inference_mode():
+            wav = vocoder.inference(mel.to(self.plan.vocoder_device))
+        timings["vocoder"] += time.perf_counter() - t0
+        _report(progress, "vocoder", index + 1, count)
+        return wav.reshape(1, -1).float().cpu()
+
+    def _redact(self, wav: torch.Tensor, text: str) -> torch.Tensor:
+        if self.aligner is None:
+            from tortoise.redaction import Wav2VecAligner
+
+            self.aligner = Wav2VecAligner(device=str(self.plan.latents_device))
+        return self.aligner.redact(wav, text, OUTPUT_SAMPLE_RATE)
+
+
+def check_brackets(text: str) -> None:
+    """Raise InvalidInputError for unbalanced or nested brackets, or text that is only brackets."""
+    spoken, kept = split_redacted(text)
+    if "[" in text and not any(spoken[first : last + 1].strip() for first, last in kept):
+        raise InvalidInputError("Everything is inside [brackets], so nothing would be spoken. Add text outside them.")
+
+
+def sha256_of_text(text: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _stage(progress: ProgressFn | None, stage: str) -> Callable[[int, int], None] | None:
+    if progress is None:
+        return None
+    return lambda done, total: progress(stage, done, total)
+
+
+def _report(progress: ProgressFn | None, stage: str, done: int, total: int) -> None:
+    if progress is not None:
+        progress(stage, done, total)
