@@ -31,13 +31,15 @@ install_python_packages() {
     # re-install only when a requirements file or the torch pin changed
     local stamp="venv/.test-requirements.sha256"
     local want
-    want=$( (cat requirements.txt requirements-dev.txt; echo "torch==$TORCH_VERSION") | sha256sum | cut -d' ' -f1)
+    want=$( (cat requirements.txt requirements-nodeps.txt requirements-dev.txt; echo "torch==$TORCH_VERSION") \
+        | sha256sum | cut -d' ' -f1)
     if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
         return 0
     fi
     echo "Installing Python packages into venv/ (torch==$TORCH_VERSION)"
     venv/bin/python -m pip install -q --disable-pip-version-check \
         "torch==$TORCH_VERSION" -r requirements.txt -r requirements-dev.txt
+    venv/bin/python -m pip install -q --disable-pip-version-check --no-deps -r requirements-nodeps.txt
     echo "$want" > "$stamp"
 }
 

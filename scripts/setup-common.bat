@@ -114,4 +114,10 @@ if errorlevel 1 (
     echo ERROR: pip could not install requirements.txt; see pip's message above. 1>&2
     exit /b 1
 )
+rem openai-whisper without its declared dependencies: they would pull in triton
+"%VENV_PY%" -m pip install --no-deps -r requirements-nodeps.txt -c "%CONSTRAINT_FILE%"
+if errorlevel 1 (
+    echo ERROR: pip could not install requirements-nodeps.txt; see pip's message above. 1>&2
+    exit /b 1
+)
 exit /b 0

@@ -94,6 +94,9 @@ install_requirements() {
     say "Installing requirements.txt (the torch build stays as pinned in $CONSTRAINT_FILE)"
     "$VENV_PY" -m pip install -r requirements.txt -c "$CONSTRAINT_FILE" \
         || die "pip could not install requirements.txt (see pip's message above)"
+    # openai-whisper without its declared dependencies: they would pull in triton
+    "$VENV_PY" -m pip install --no-deps -r requirements-nodeps.txt -c "$CONSTRAINT_FILE" \
+        || die "pip could not install requirements-nodeps.txt (see pip's message above)"
 }
 
 verify_torch() {

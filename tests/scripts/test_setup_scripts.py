@@ -20,6 +20,7 @@ SETUP_FILES = (
     "scripts/setup-common.sh",
     "scripts/torch_build.py",
     "requirements.txt",
+    "requirements-nodeps.txt",
 )
 
 
@@ -48,6 +49,7 @@ def test_first_run_creates_venv_then_torch_then_requirements(checkout, fake):
     assert installs == [
         ["torch==2.13.0+cpu", "--extra-index-url", "http://cpu-index.invalid/whl/cpu"],
         ["-r", "requirements.txt", "-c", "venv/torch-constraint.txt"],
+        ["--no-deps", "-r", "requirements-nodeps.txt", "-c", "venv/torch-constraint.txt"],
     ]
     assert "torch==2.13.0+cpu" in (checkout / "venv/torch-constraint.txt").read_text()
     assert (checkout / "venv/setup-backend.txt").read_text().strip() == "cpu"
@@ -63,7 +65,10 @@ def test_second_run_reuses_venv_and_skips_torch(checkout, fake):
     assert "Reusing the existing venv/" in result.stdout
     assert "already installed; skipping" in result.stdout
     assert not any(c[0] == "base-python" for c in fake.calls())
-    assert fake.pip_installs() == [["-r", "requirements.txt", "-c", "venv/torch-constraint.txt"]]
+    assert fake.pip_installs() == [
+        ["-r", "requirements.txt", "-c", "venv/torch-constraint.txt"],
+        ["--no-deps", "-r", "requirements-nodeps.txt", "-c", "venv/torch-constraint.txt"],
+    ]
 
 
 def test_cpu_build_without_extra_index(checkout, fake):

@@ -14,7 +14,8 @@ pytestmark = [
     pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed"),
 ]
 
-FILES = ("update.sh", "scripts/setup-common.sh", "scripts/torch_build.py", "requirements.txt")
+FILES = ("update.sh", "scripts/setup-common.sh", "scripts/torch_build.py", "requirements.txt",
+         "requirements-nodeps.txt")
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "Test",
     "GIT_AUTHOR_EMAIL": "test@example.invalid",
@@ -90,7 +91,10 @@ def test_pulls_then_reinstalls_requirements_keeping_torch(repos):
     result = update(clone, env)
     assert result.returncode == 0, result.stderr
     assert (clone / "notes.txt").read_text() == "second\n"
-    assert fake.pip_installs() == [["-r", "requirements.txt", "-c", "venv/torch-constraint.txt"]]
+    assert fake.pip_installs() == [
+        ["-r", "requirements.txt", "-c", "venv/torch-constraint.txt"],
+        ["--no-deps", "-r", "requirements-nodeps.txt", "-c", "venv/torch-constraint.txt"],
+    ]
     assert "torch==2.13.0+cu130" in (clone / "venv/torch-constraint.txt").read_text()
     assert "NOTE" not in result.stdout
 
