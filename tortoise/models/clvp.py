@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tortoise.models.layers import contrastive_loss
 from tortoise.models.xtransformer import ContinuousTransformer
 
 CLVP_FF_MULT = 2
@@ -149,6 +150,4 @@ class CLVP(nn.Module):
         speech_latents = self.encode_speech(speech_tokens)
         if not return_loss:
             return self.score(text_latents, speech_latents)
-        logits = text_latents @ speech_latents.t() * self.temperature.exp()  # (batch, batch)
-        labels = torch.arange(logits.shape[0], device=logits.device)
-        return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.t(), labels)) / 2
+        return contrastive_loss(text_latents, speech_latents, self.temperature)

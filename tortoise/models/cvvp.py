@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tortoise.models.layers import AttentionBlock
+from tortoise.models.layers import AttentionBlock, contrastive_loss
 from tortoise.models.xtransformer import ContinuousTransformer
 
 CVVP_FF_MULT = 1
@@ -175,6 +175,4 @@ class CVVP(nn.Module):
         speech_latents = self.encode_speech(mel_codes)
         if not return_loss:
             return self.score(cond_latents, speech_latents)
-        logits = cond_latents @ speech_latents.t() * self.temperature.exp()  # (batch, batch)
-        labels = torch.arange(logits.shape[0], device=logits.device)
-        return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.t(), labels)) / 2
+        return contrastive_loss(cond_latents, speech_latents, self.temperature)

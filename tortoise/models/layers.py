@@ -110,3 +110,10 @@ class AttentionBlock(nn.Module):
             weight = weight * mask.repeat(self.num_heads, 1).unsqueeze(1)
         h = torch.einsum("bts,bcs->bct", weight, v).reshape(b, c, t)
         return (x + self.proj_out(h)).reshape(b, c, *spatial)
+
+
+def contrastive_loss(a: torch.Tensor, b: torch.Tensor, temperature: torch.Tensor) -> torch.Tensor:
+    """Symmetric CLIP loss of paired unit latents a, b (batch, dim): row i of a belongs with row i of b."""
+    logits = a @ b.t() * temperature.exp()  # (batch, batch)
+    labels = torch.arange(logits.shape[0], device=logits.device)
+    return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.t(), labels)) / 2
