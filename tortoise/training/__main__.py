@@ -1,0 +1,71 @@
+"""Command line: `python -m tortoise.training --config training/<voice>/train.yaml [--resume <state>]`.
+
+Logs to stdout (metrics as `Training Metrics: {json}` lines; everything also in <run>/metrics.jsonl) and
+exits 0 when done, 1 with a one-paragraph message for a problem the user can fix, 3 for an internal error,
+130 when interrupted. Multi-GPU: `torchrun --nproc_per_node N -m tortoise.training --config ...`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+EXIT_OK, EXIT_USER_ERROR, EXIT_INTERNAL_ERROR, EXIT_INTERRUPTED = 0, 1, 3, 130
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m tortoise.training",
+                                     description="Fine-tune the TorToiSe autoregressive model on a dataset.")
+    parser.add_argument("--config", required=True, help="train.yaml written by the Training tab")
+    parser.add_argument("--resume", default=None, help="training_state/<step>.state to continue from")
+    parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
+    parser.add_argument("--models-dir", default=None,
+                        help="folder with dvae.pth, tokenizer.json, mel_norms.pth (default: the config's "
+                             "path.models_dir, else TORTOISE_MODELS_DIR or models/tortoise)")
+    parser.add_argument("--bf16", action="store_true", help="train under bf16 autocast")
+    parser.add_argument("--no-sample", action="store_true", help="do not synthesise a sample at each save")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    rank = int(os.environ.get("RANK", 0))
+    logging.basicConfig(
+        level=logging.INFO if rank == 0 else logging.WARNING, stream=sys.stdout,
+        format=f"%(asctime)s {'' if rank == 0 else f'[rank {rank}] '}%(levelname)s: %(message)s")
+    log = logging.getLogger("tortoise.training")
+
+    from pathlib import Path
+
+    from tortoise.download import default_models_dir
+    from tortoise.errors import TortoiseError
+    from tortoise.training import load_config, train
+
+    try:
+        overrides = {}
+        if args.resume:
+            overrides["resume_state"] = Path(args.resume)
+        if args.bf16:
+            overrides["use_bf16"], overrides["use_fp16"] = True, False
+        if args.no_sample:
+            overrides["sample_enabled"] = False
+        config = load_config(args.config, **overrides)
+        if args.models_dir or config.models_dir is None:
+            config = config.replace(models_dir=Path(args.models_dir or default_models_dir()))
+        train(config, device=args.device)
+    except TortoiseError as e:
+        log.error("%s", e)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        log.error("Interrupted; resume from the newest training_state/<step>.state.")
+        return EXIT_INTERRUPTED
+    except Exception:  # boundary: the log gets the traceback, the caller a distinct exit code
+        log.exception("Training failed with an internal error.")
+        return EXIT_INTERNAL_ERROR
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())
