@@ -428,7 +428,8 @@ def _cosine_restarts(
 
 
 def build_yaml(config: TrainingConfig, dataset: DatasetInfo, schedule: TrainingSchedule,
-               source_model: Path | None, resume_state: Path | None, run_dir: Path) -> dict[str, Any]:
+               source_model: Path | None, resume_state: Path | None, run_dir: Path,
+               models_dir: Path | None = None) -> dict[str, Any]:
     """The train.yaml mapping: DLAS names for the §5.1 fields plus the fixed §2-§4 values.
 
     `path.pretrain_model_gpt` is None when resuming (the state's weights win) or for the base model
@@ -461,7 +462,9 @@ def build_yaml(config: TrainingConfig, dataset: DatasetInfo, schedule: TrainingS
         "networks": {"gpt": {"type": "generator", "which_model_G": "unified_voice2",
                              "kwargs": {**GPT_FIXED, "tortoise_compat": config.tortoise_compat}}},
         "path": {"pretrain_model_gpt": _absolute(source_model) if not resume_state else None,
-                 "strict_load": True, "resume_state": _absolute(resume_state), "run_dir": _absolute(run_dir)},
+                 "strict_load": True, "resume_state": _absolute(resume_state), "run_dir": _absolute(run_dir),
+                 # where the trainer finds dvae.pth, tokenizer.json and mel_norms.pth
+                 "models_dir": _absolute(models_dir)},
         "steps": {"gpt_train": {
             "training": "gpt", "optimizer": "adamw",
             "optimizer_params": {"lr": config.learning_rate, **OPTIMIZER_FIXED},
@@ -506,9 +509,10 @@ def write_training_files(
     config = dataclasses.replace(config, voice=voice)
     if isinstance(target, AppPaths):
         folder, root = target.training_dir_for(voice), target.root
-        base_model: Path | None = target.tortoise_models_dir / BASE_MODEL_NAME
+        models_dir: Path | None = target.tortoise_models_dir
+        base_model: Path | None = models_dir / BASE_MODEL_NAME
     else:
-        folder, root, base_model = Path(target), None, None
+        folder, root, base_model, models_dir = Path(target), None, None, None
     dataset = dataset or read_dataset_info(folder)
     resume = _resolve(config.resume_state, root) if config.resume_state else None
     if resume is not None and not resume.is_file():
@@ -522,7 +526,7 @@ def write_training_files(
         config, dataset.train_size, validation_size=dataset.validation_size, vram_gb=vram_gb,
         bitsandbytes_usable=bitsandbytes_usable, root=root)
     schedule = derive_schedule(config, dataset.train_size, dataset.validation_size)
-    data = build_yaml(config, dataset, schedule, source, resume, folder / RUN_FOLDER)
+    data = build_yaml(config, dataset, schedule, source, resume, folder / RUN_FOLDER, models_dir)
     yaml_path, json_path = folder / YAML_NAME, folder / JSON_NAME
     header = "# Written by the Training tab from train.json; change the form and Save instead of editing.\n"
     _write_text_atomic(yaml_path, header + yaml.safe_dump(data, sort_keys=False, allow_unicode=True))

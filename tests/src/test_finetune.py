@@ -343,7 +343,8 @@ def test_write_training_files_worked_example(tmp_path):
     assert gpt_step["losses"]["text_ce"]["weight"] == 0.01 and gpt_step["losses"]["mel_ce"]["weight"] == 1.0
     assert data["path"] == {"pretrain_model_gpt": str(paths.tortoise_models_dir / "autoregressive.pth"),
                             "strict_load": True, "resume_state": None,
-                            "run_dir": str(paths.training_dir / "alice" / RUN_FOLDER)}
+                            "run_dir": str(paths.training_dir / "alice" / RUN_FOLDER),
+                            "models_dir": str(paths.tortoise_models_dir)}
     assert data["networks"]["gpt"]["kwargs"]["tortoise_compat"] is False
     assert data["networks"]["gpt"]["kwargs"]["layers"] == 30
     assert data["ext"] == {"bitsandbytes": False}
