@@ -9,7 +9,7 @@ cd "$(dirname "$0")"
 
 TORCH_VERSION="${TORCH_VERSION:-2.13.0}"
 PYTHON="${PYTHON:-python3}"
-APT_PACKAGES=(ffmpeg shellcheck)
+APT_PACKAGES=(ffmpeg shellcheck chromium)
 
 install_apt_packages() {
     local missing=()

@@ -9,13 +9,14 @@
 #   TORCH_ROCM           ROCm wheel tag, e.g. rocm7.1
 #   TORCH_INDEX_URL      use this package index for torch instead of the PyTorch one for the tag
 #   TORCH_CPU_INDEX_URL  extra index for the Linux CPU build; set it empty to use only pip's own indexes
+#   VENV_DIR             the virtual environment to create or reuse (default: venv, in the repository root)
 
 : "${TORCH_VERSION:=2.13.0}"
 : "${TORCH_CUDA:=cu130}"
 : "${TORCH_ROCM:=rocm7.1}"
 : "${TORCH_CPU_INDEX_URL=https://download.pytorch.org/whl/cpu}"
 PYTORCH_WHEEL_BASE="https://download.pytorch.org/whl"
-VENV_DIR="venv"
+: "${VENV_DIR:=venv}"
 VENV_PY="$VENV_DIR/bin/python"
 CONSTRAINT_FILE="$VENV_DIR/torch-constraint.txt"
 BACKEND_FILE="$VENV_DIR/setup-backend.txt"

