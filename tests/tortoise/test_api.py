@@ -176,3 +176,19 @@ def test_from_dir_offline_lists_the_missing_files(tmp_path):
         TextToSpeech.from_dir(tmp_path / "models", offline=True)
     for name in ("autoregressive.pth", "diffusion_decoder.pth", "clvp2.pth", "vocoder.pth", "tokenizer.json"):
         assert name in str(e.value)
+
+
+def test_cpu_half_precision_runs_the_ar_in_bf16(tiny_models, tokenizer_path, clips):
+    import copy
+
+    from tortoise.device import DevicePlan
+
+    m = tiny_models
+    models = TTSModels(copy.deepcopy(m.autoregressive), m.diffusion, m.clvp, m.vocoder)
+    tts = TextToSpeech(models, VoiceBpeTokenizer(tokenizer_path), m.mel_norms,
+                       DevicePlan(torch.device("cpu"), "cpu", half=True))
+    assert models.autoregressive.mel_head.weight.dtype == torch.bfloat16
+    latents = tts.get_conditioning_latents(clips)
+    assert latents.autoregressive.dtype == torch.float32
+    r = tts.tts("Half precision.", conditioning_latents=latents, seed=3, **FAST)
+    assert torch.isfinite(r.waveforms[0]).all() and r.waveforms[0].shape[1] > 0

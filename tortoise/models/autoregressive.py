@@ -149,6 +149,11 @@ class UnifiedVoice(nn.Module):
 
     # ------------------------------------------------------------------ conditioning
 
+    @property
+    def dtype(self) -> torch.dtype:
+        """dtype of the weights (float32, or bfloat16 in CPU half-precision mode)."""
+        return self.mel_embedding.weight.dtype
+
     def get_conditioning(self, mels: torch.Tensor) -> torch.Tensor:
         """Conditioning latent of a voice: the encoder output averaged over clips.
 
@@ -161,7 +166,8 @@ class UnifiedVoice(nn.Module):
         if mels.dim() == 3:
             mels = mels.unsqueeze(1)
         b, n = mels.shape[:2]
-        latents = self.conditioning_encoder(mels.flatten(0, 1))  # (b·n, dim), clips run as one batch
+        mels = mels.flatten(0, 1).to(self.dtype)  # clips run as one batch; bf16 weights need bf16 input
+        latents = self.conditioning_encoder(mels)  # (b·n, dim)
         return latents.view(b, n, -1).mean(dim=1)
 
     # ------------------------------------------------------------------ training-style forward
@@ -239,7 +245,7 @@ class UnifiedVoice(nn.Module):
         text_emb = self.embed_text(text_inputs)
         mel_emb = self.embed_mel(mel_inputs)
         parts = (text_emb, mel_emb) if text_first else (mel_emb, text_emb)
-        h = self.gpt(torch.cat([cond_latent.unsqueeze(1), *parts], dim=1))
+        h = self.gpt(torch.cat([cond_latent.unsqueeze(1).to(text_emb.dtype), *parts], dim=1))
         h = self.final_norm(h[:, 1:])  # the first output belongs to the conditioning input
         first, second = h[:, : parts[0].shape[1]], h[:, -parts[1].shape[1] :]
         return (first, second) if text_first else (second, first)
@@ -302,7 +308,8 @@ class UnifiedVoice(nn.Module):
         """
         text = F.pad(text_tokens, (0, 1), value=self.stop_text_token)
         text = F.pad(text, (1, 0), value=self.start_text_token)
-        return torch.cat([cond_latent.unsqueeze(1), self.embed_text(text)], dim=1)
+        text_emb = self.embed_text(text)
+        return torch.cat([cond_latent.unsqueeze(1).to(text_emb.dtype), text_emb], dim=1)
 
     @staticmethod
     def mel_positions(
