@@ -11,6 +11,7 @@ import gc
 import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 from src.paths import AppPaths
@@ -222,6 +223,8 @@ def loader_from_settings(paths: AppPaths, settings: AppSettings) -> Loader:
     device = settings.device_override or "auto"
     low_vram = settings.low_vram
     ar_path = settings.autoregressive_model or None
+    if ar_path is not None and not Path(ar_path).is_absolute():
+        ar_path = paths.root / ar_path  # mrq stored ./training/... paths relative to the app folder
     offline = True if settings.models_local_only else None
 
     def load() -> Any:

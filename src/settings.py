@@ -14,7 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from src.config_file import ConfigSchema, LoadResult, check_value, load_config, save_config
+from src.config_file import (
+    ConfigSchema,
+    LoadResult,
+    check_value,
+    load_config,
+    save_config,
+)
 from src.errors import SettingsError
 from src.prompting import EMOTIONS, strip_emotion_prefix
 
@@ -103,7 +109,7 @@ class AppSettings:
         "checkbox", cli="--prune-nonfinal-outputs")
     device_override: str | None = _setting(
         None, "Device Override", "Run on this device (cuda:1, cpu, mps...). Empty: pick automatically.",
-        "textbox", cli="--device-override", takes_effect=RESTART, placeholder="cuda:0")
+        "textbox", cli="--device-override", takes_effect=TTS_RELOAD, placeholder="cuda:0")
     latents_max_chunk_size: float = _setting(
         10.0, "Voice Latents Max Chunk Size", "Longest piece of voice audio, in seconds, encoded at once "
         "when computing latents; lower it if latents run out of memory.", "number",

@@ -133,3 +133,20 @@ def test_latents_on_cpu_is_a_no_op_on_the_cpu():
     plan = tts.plan
     with engine.latents_on_cpu(tts, True):
         assert tts.plan is plan
+
+
+def test_relative_autoregressive_model_resolves_against_the_app_root(tmp_path, monkeypatch):
+    import dataclasses
+
+    import tortoise.api
+    from src.engine import loader_from_settings
+    from src.paths import AppPaths
+    from src.settings import AppSettings
+
+    seen = {}
+    monkeypatch.setattr(tortoise.api.TextToSpeech, "from_dir",
+                        classmethod(lambda cls, d, **kw: seen.update(kw) or "tts"))
+    paths = AppPaths.from_root(tmp_path)
+    settings = dataclasses.replace(AppSettings(), autoregressive_model="training/v/finetune/models/10_gpt.pth")
+    assert loader_from_settings(paths, settings)() == "tts"
+    assert seen["autoregressive_path"] == tmp_path / "training/v/finetune/models/10_gpt.pth"
