@@ -246,6 +246,16 @@ def update_setting(value: S, name: str, new: Any) -> S:
     return dataclasses.replace(value, **{name: checked})
 
 
+# Short aliases beside mrq's flag names, for the flags people type most.
+CLI_ALIASES: dict[str, tuple[str, ...]] = {
+    "device_override": ("--device",),
+    "models_local_only": ("--models-local-only",),
+    "embed_output_metadata": ("--embed-metadata",),
+    "do_not_load_tts_on_startup": ("--do-not-load-tts-on-startup",),
+    "delete_non_final_output": ("--delete-non-final-output",),
+}
+
+
 def add_setting_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Add one flag per AppSettings field (names as mrq's UI had them) to `parser`.
 
@@ -266,7 +276,7 @@ def add_setting_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentP
             kwargs["type"] = kind
             if spec.choices is not None:
                 kwargs["choices"] = spec.choices
-        parser.add_argument(spec.cli, **kwargs)
+        parser.add_argument(spec.cli, *CLI_ALIASES.get(spec.name, ()), **kwargs)
     return parser
 
 

@@ -254,3 +254,11 @@ def test_reset_file_gives_the_tab_defaults(tmp_path):
     path = tmp_path / "generate.json"
     path.write_text("{}")
     assert load_generate_defaults(path).value == GenerateDefaults()  # not mrq's 0.8 / DDIM fallbacks
+
+
+def test_short_flag_aliases_set_the_same_settings():
+    from src.settings import AppSettings, apply_cli_overrides, build_arg_parser
+
+    ns = build_arg_parser().parse_args(["--device", "cpu", "--models-local-only", "--no-embed-metadata"])
+    s = apply_cli_overrides(AppSettings(), ns)
+    assert s.device_override == "cpu" and s.models_local_only is True and s.embed_output_metadata is False
