@@ -1,5 +1,6 @@
 """build_ui(ctx): the one gr.Blocks of the app, with the five tabs in mrq's order and the wiring
-between them (page-load restore of the Generate values)."""
+between them (page-load restore of the Generate values, Copy Settings from History and Utilities
+into Generate, the Generate voice list after an import)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 import gradio as gr
 
 from src.context import AppContext
-from src.ui import tab_generate
+from src.ui import tab_generate, tab_history, tab_settings, tab_utilities
 
 TITLE = "AI Voice Cloning"
 TABS = ("Generate", "History", "Utilities", "Training", "Settings")
@@ -23,13 +24,25 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
     """
     components: dict[str, dict[str, Any]] = {}
     with gr.Blocks(title=TITLE, analytics_enabled=False) as demo:
-        with gr.Tabs():
+        with gr.Tabs() as tabs:
             with gr.Tab("Generate", id="generate"):
                 components["generate"] = tab_generate.build(ctx)
-            for tab in TABS[1:]:
-                with gr.Tab(tab, id=tab.lower()):
-                    gr.Markdown(PLACEHOLDER_TEXT.format(tab=tab))
-        generate = components["generate"]
+            generate = components["generate"]
+            with gr.Tab("History", id="history") as history_tab:
+                components["history"] = tab_history.build(ctx, generate=generate, tabs=tabs)
+            with gr.Tab("Utilities", id="utilities"):
+                components["utilities"] = tab_utilities.build(ctx, generate=generate, tabs=tabs)
+            with gr.Tab("Training", id="training"):
+                gr.Markdown(PLACEHOLDER_TEXT.format(tab="Training"))
+            with gr.Tab("Settings", id="settings"):
+                components["settings"] = tab_settings.build(ctx)
+        history = components["history"]
+        history_tab.select(  # new outputs since the page loaded show up when History is opened
+            lambda voice: tab_history.refresh(ctx, voice),
+            inputs=history["voice"],
+            outputs=[history["voice"], history["table"], history["file"], history["audio"]],
+            api_visibility="private",
+        )
         demo.load(
             lambda: tab_generate.restored_values(ctx),
             outputs=[generate[name] for name in tab_generate.RESTORED_FIELDS],

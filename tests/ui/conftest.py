@@ -1,8 +1,10 @@
 """A real app served on 127.0.0.1 with the tiny golden models, for the API and browser tests."""
 
+import shutil
 import socket
 
 import pytest
+from playwright import sync_api
 
 from tests.app_doubles import TINY_TTS_OPTIONS, make_voice, tiny_tts, write_corrupt_clip
 
@@ -40,3 +42,13 @@ def served_app(tmp_path_factory, tiny_models):
     )
     yield running
     running.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    executable = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert executable, "chromium is missing: ./test.sh installs it with apt-get (Debian package chromium)"
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+        yield browser
+        browser.close()

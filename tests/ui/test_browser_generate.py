@@ -6,7 +6,6 @@ Needs `pip install playwright` and Debian's `chromium` (apt-get install chromium
 """
 
 import re
-import shutil
 
 import pytest
 from playwright import sync_api
@@ -24,16 +23,6 @@ PLAYER_LOADED = """(id) => {
     const host = document.querySelector(id + ' #waveform > div');
     return !!(host && host.shadowRoot && host.shadowRoot.querySelector('canvas'));
 }"""
-
-
-@pytest.fixture(scope="module")
-def browser():
-    executable = shutil.which("chromium") or shutil.which("chromium-browser")
-    assert executable, "chromium is missing: ./test.sh installs it with apt-get (Debian package chromium)"
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
-        yield browser
-        browser.close()
 
 
 @pytest.fixture
