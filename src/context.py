@@ -14,6 +14,7 @@ from src.engine import Loader, TTSEngine, loader_from_settings
 from src.generate import Generator
 from src.paths import AppPaths
 from src.settings import AppSettings, GenerateDefaults, load_generate_defaults
+from src.train_runner import TrainRunner
 from src.voices import VoiceLibrary
 
 # (backend, model) -> a Whisper transcriber; tests inject one that needs no model.
@@ -36,6 +37,8 @@ class AppContext:
         startup_warnings: problems found while reading config files, to show once in the UI.
         transcriber_factory: builds the Whisper transcriber for Prepare Dataset from (backend,
             model); default `src.asr.create_transcriber` (models cached in models/whisper/).
+        trainer_args: extra `python -m tortoise.training` flags for every run (tests pass tiny
+            model sizes); trainer_env: environment variables added for the trainer.
     """
 
     paths: AppPaths
@@ -44,6 +47,8 @@ class AppContext:
     tts_options: dict[str, Any] = field(default_factory=dict)
     startup_warnings: tuple[str, ...] = ()
     transcriber_factory: TranscriberFactory | None = None
+    trainer_args: tuple[str, ...] = ()
+    trainer_env: dict[str, str] = field(default_factory=dict)
 
     def current_settings(self) -> AppSettings:
         """The settings as they are now (passed to services as a getter so changes apply)."""
@@ -62,6 +67,11 @@ class AppContext:
     @functools.cached_property
     def generator(self) -> Generator:
         return Generator(self.paths, self.engine, self.voices, self.current_settings)
+
+    @functools.cached_property
+    def train_runner(self) -> TrainRunner:
+        """Starts, stops and watches training subprocesses (they outlive the app; see Reconnect)."""
+        return TrainRunner(self.paths, extra_args=self.trainer_args, env=self.trainer_env)
 
     def create_transcriber(self, backend: str, model: str) -> Transcriber:
         """A Whisper transcriber for Prepare Dataset (nothing is loaded until it transcribes)."""

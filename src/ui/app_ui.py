@@ -9,11 +9,10 @@ from typing import Any
 import gradio as gr
 
 from src.context import AppContext
-from src.ui import tab_generate, tab_history, tab_settings, tab_utilities
+from src.ui import tab_generate, tab_history, tab_settings, tab_training, tab_utilities
 
 TITLE = "AI Voice Cloning"
 TABS = ("Generate", "History", "Utilities", "Training", "Settings")
-PLACEHOLDER_TEXT = "The {tab} tab is not available yet in this version."
 
 
 def build_ui(ctx: AppContext) -> gr.Blocks:
@@ -32,8 +31,8 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
                 components["history"] = tab_history.build(ctx, generate=generate, tabs=tabs)
             with gr.Tab("Utilities", id="utilities"):
                 components["utilities"] = tab_utilities.build(ctx, generate=generate, tabs=tabs)
-            with gr.Tab("Training", id="training"):
-                gr.Markdown(PLACEHOLDER_TEXT.format(tab="Training"))
+            with gr.Tab("Training", id="training") as training_tab:
+                components["training"] = tab_training.build(ctx)
             with gr.Tab("Settings", id="settings"):
                 components["settings"] = tab_settings.build(ctx)
         history = components["history"]
@@ -41,6 +40,18 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
             lambda voice: tab_history.refresh(ctx, voice),
             inputs=history["voice"],
             outputs=[history["voice"], history["table"], history["file"], history["audio"]],
+            api_visibility="private",
+        )
+        # fresh voice/dataset lists, and a training run still going re-attached (page reload, restart)
+        training = components["training"]
+        training_tab.select(
+            lambda *values: tab_training.on_open(ctx, *values),
+            *tab_training.on_open_io(training),
+            api_visibility="private",
+        )
+        demo.load(
+            lambda *values: tab_training.on_load(ctx, *values),
+            *tab_training.on_open_io(training, with_review=True),
             api_visibility="private",
         )
         demo.load(

@@ -2,7 +2,9 @@
 
 Logs to stdout (metrics as `Training Metrics: {json}` lines; everything also in <run>/metrics.jsonl) and
 exits 0 when done, 1 with a one-paragraph message for a problem the user can fix, 3 for an internal error,
-130 when interrupted. Multi-GPU: `torchrun --nproc_per_node N -m tortoise.training --config ...`.
+130 when interrupted. SIGTERM (Windows: CTRL_BREAK) asks a single-process run to stop after the current
+step and save a checkpoint (exit 0); a second one interrupts at once.
+Multi-GPU: `torchrun --nproc_per_node N -m tortoise.training --config ...`.
 """
 
 from __future__ import annotations
@@ -10,7 +12,9 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
+import threading
 
 EXIT_OK, EXIT_USER_ERROR, EXIT_INTERNAL_ERROR, EXIT_INTERRUPTED = 0, 1, 3, 130
 
@@ -26,7 +30,30 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "path.models_dir, else TORTOISE_MODELS_DIR or models/tortoise)")
     parser.add_argument("--bf16", action="store_true", help="train under bf16 autocast")
     parser.add_argument("--no-sample", action="store_true", help="do not synthesise a sample at each save")
+    parser.add_argument("--overrides", default=None, metavar="YAML",
+                        help="a YAML file merged into the configuration (nested keys win), e.g. "
+                             "networks.gpt.kwargs / networks.dvae.kwargs for small test models")
     return parser.parse_args(argv)
+
+
+def _install_stop_handler(log: logging.Logger) -> threading.Event:
+    """SIGTERM (CTRL_BREAK on Windows) sets the returned event: the trainer saves and ends after the
+    current step. A second signal interrupts at once. Only for a single process: under torchrun the
+    ranks would stop at different steps, so there the default (terminate) stays."""
+    stop = threading.Event()
+    if int(os.environ.get("WORLD_SIZE", 1)) > 1:
+        return stop
+
+    def request_stop(signum: int, frame: object) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        log.info("Stop requested: saving a checkpoint after the current step.")
+        stop.set()
+
+    for name in ("SIGTERM", "SIGBREAK"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), request_stop)
+    return stop
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     from tortoise.errors import TortoiseError
     from tortoise.training import load_config, train
 
+    stop = _install_stop_handler(log)
     try:
         overrides = {}
         if args.resume:
@@ -51,10 +79,11 @@ def main(argv: list[str] | None = None) -> int:
             overrides["use_bf16"], overrides["use_fp16"] = True, False
         if args.no_sample:
             overrides["sample_enabled"] = False
-        config = load_config(args.config, **overrides)
+        merge = _read_overrides(args.overrides) if args.overrides else None
+        config = load_config(args.config, merge=merge, **overrides)
         if args.models_dir or config.models_dir is None:
             config = config.replace(models_dir=Path(args.models_dir or default_models_dir()))
-        train(config, device=args.device)
+        train(config, device=args.device, should_stop=stop.is_set)
     except TortoiseError as e:
         log.error("%s", e)
         return EXIT_USER_ERROR
@@ -65,6 +94,22 @@ def main(argv: list[str] | None = None) -> int:
         log.exception("Training failed with an internal error.")
         return EXIT_INTERNAL_ERROR
     return EXIT_OK
+
+
+def _read_overrides(path: str) -> dict:
+    from pathlib import Path
+
+    import yaml
+
+    from tortoise.training.errors import TrainingError
+
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        raise TrainingError(f"The overrides file {path} cannot be read ({e}).") from e
+    if not isinstance(data, dict):
+        raise TrainingError(f"The overrides file {path} is not a YAML mapping.")
+    return data
 
 
 if __name__ == "__main__":

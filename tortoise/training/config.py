@@ -148,7 +148,9 @@ class TrainerConfig:
         return self.models_dir / name
 
 
-def load_config(path: str | os.PathLike[str], **overrides: Any) -> TrainerConfig:
+def load_config(
+    path: str | os.PathLike[str], *, merge: dict[str, Any] | None = None, **overrides: Any
+) -> TrainerConfig:
     """Read a train.yaml (as src/finetune.py `build_yaml` writes it) into a TrainerConfig.
 
     Relative paths in the file resolve against the file's folder. Besides the DLAS keys, optional keys
@@ -158,6 +160,8 @@ def load_config(path: str | os.PathLike[str], **overrides: Any) -> TrainerConfig
 
     Args:
         path: the yaml file.
+        merge: a mapping in the file's own shape merged into it first (nested mappings merge, other
+            values replace), e.g. `{"networks": {"gpt": {"kwargs": {"layers": 2}}}}` for a small model.
         **overrides: TrainerConfig fields that win over the file (e.g. from command-line flags).
 
     Raises:
@@ -173,10 +177,21 @@ def load_config(path: str | os.PathLike[str], **overrides: Any) -> TrainerConfig
         raise TrainingError(f"Training configuration {path} cannot be read ({e}); save it again.") from e
     if not isinstance(data, dict):
         raise TrainingError(f"Training configuration {path} is not a YAML mapping; save it again.")
-    values = _from_mapping(data, path.parent)
+    values = _from_mapping(merge_mappings(data, merge or {}), path.parent)
     values["config_path"] = path
     values.update(overrides)
     return TrainerConfig(**values)
+
+
+def merge_mappings(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """`base` with `changes` applied: nested mappings merge key by key, any other value replaces."""
+    merged = dict(base)
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge_mappings(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
 
 
 def _from_mapping(data: dict[str, Any], base: Path) -> dict[str, Any]:
