@@ -25,7 +25,12 @@ from src.engine import TTSEngine
 from src.errors import InvalidInput, SettingsError
 from src.metadata import GenerationMetadata, encode_latents, save_metadata
 from src.paths import SPECIAL_VOICES, AppPaths
-from src.prompting import PreparedPrompts, normalize_delimiter, prepare_prompts, resolve_seed
+from src.prompting import (
+    PreparedPrompts,
+    normalize_delimiter,
+    prepare_prompts,
+    resolve_seed,
+)
 from src.results import (
     clip_filename,
     combined_filename,
@@ -34,7 +39,12 @@ from src.results import (
     save_clip,
     write_input_file,
 )
-from src.settings import AppSettings, GenerateDefaults, save_generate_defaults, update_setting
+from src.settings import (
+    AppSettings,
+    GenerateDefaults,
+    save_generate_defaults,
+    update_setting,
+)
 from src.voices import VoiceConditioning, VoiceLibrary
 from tortoise.audio import OUTPUT_SAMPLE_RATE, VOICE_SAMPLE_RATE
 from tortoise.options import normalize_sampler_name

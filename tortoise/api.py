@@ -155,12 +155,18 @@ class TextToSpeech:
         # hashing 1.6 GB on every start is slow; size + mtime + name identify a checkpoint well enough
         quick_hash = sha256_of_text(f"{ar_path.name}:{stat.st_size}:{int(stat.st_mtime)}")[:8]
         tts = cls(
-            models, VoiceBpeTokenizer(paths["tokenizer.json"]), load_mel_norms(paths["mel_norms.pth"]), plan,
+            models,
+            VoiceBpeTokenizer(paths["tokenizer.json"]),
+            load_mel_norms(paths["mel_norms.pth"]),
+            plan,
             cvvp_loader=lambda: registry.load("cvvp", store.get("cvvp.pth")),
-            model_name=ar_path.stem, model_hash=quick_hash,
+            model_name=ar_path.stem,
+            model_hash=quick_hash,
         )
-        tts._rlg_loader = lambda: (registry.load("rlg_auto", store.get("rlg_auto.pth")),
-                                   registry.load("rlg_diffuser", store.get("rlg_diffuser.pth")))
+        tts._rlg_loader = lambda: (
+            registry.load("rlg_auto", store.get("rlg_auto.pth")),
+            registry.load("rlg_diffuser", store.get("rlg_diffuser.pth")),
+        )
         return tts
 
     # ------------------------------------------------------------------ conditioning
@@ -179,11 +185,20 @@ class TextToSpeech:
         ar, diff = self.models.autoregressive, self.models.diffusion
         with self.plan.on_device(ar, device), self.plan.on_device(diff, device):
             return compute_latents(
-                voice_samples, ar, diff, self.mel_norms, method=method, max_chunk_s=max_chunk_s, slim=slim,
-                device=device, progress=_stage(progress, "latents"),
+                voice_samples,
+                ar,
+                diff,
+                self.mel_norms,
+                method=method,
+                max_chunk_s=max_chunk_s,
+                slim=slim,
+                device=device,
+                progress=_stage(progress, "latents"),
             ).to("cpu")
 
-    def get_random_conditioning_latents(self, generator: torch.Generator | None = None) -> ConditioningLatents:
+    def get_random_conditioning_latents(
+        self, generator: torch.Generator | None = None
+    ) -> ConditioningLatents:
         """Latents of a random voice from the RLG models (loaded on first use)."""
         if self.models.rlg_auto is None or self.models.rlg_diffuser is None:
             loader = getattr(self, "_rlg_loader", None)
@@ -270,10 +285,18 @@ class TextToSpeech:
         t0 = time.perf_counter()
         with self.plan.on_device(ar), torch.inference_mode(), self.plan.autocast():
             codes = sample_codes(
-                ar, cond_ar, tokens, num_samples=options.num_autoregressive_samples, batch_size=batch,
-                max_mel_tokens=max_mel_tokens, repetition_penalty=options.repetition_penalty,
-                temperature=options.temperature, top_p=options.top_p, top_k=options.top_k,
-                use_kv_mel_offset=options.use_kv_mel_offset, progress=_stage(progress, "autoregressive"),
+                ar,
+                cond_ar,
+                tokens,
+                num_samples=options.num_autoregressive_samples,
+                batch_size=batch,
+                max_mel_tokens=max_mel_tokens,
+                repetition_penalty=options.repetition_penalty,
+                temperature=options.temperature,
+                top_p=options.top_p,
+                top_k=options.top_k,
+                use_kv_mel_offset=options.use_kv_mel_offset,
+                progress=_stage(progress, "autoregressive"),
                 cancel=cancel,
             )
         timings["autoregressive"] = time.perf_counter() - t0
@@ -292,10 +315,13 @@ class TextToSpeech:
             kept = best_codes[:, : max(trims)]
             k = kept.shape[0]
             best_latents = ar(
-                cond_ar.expand(k, -1), tokens.expand(k, -1),
-                torch.full((k,), tokens.shape[1], device=device), kept,
+                cond_ar.expand(k, -1),
+                tokens.expand(k, -1),
+                torch.full((k,), tokens.shape[1], device=device),
+                kept,
                 torch.full((k,), kept.shape[1] * AR_SAMPLES_PER_CODE, device=device),
-                return_latent=True, clip_inputs=False,
+                return_latent=True,
+                clip_inputs=False,
             ).float()
         timings["latent_pass"] = time.perf_counter() - t0
         _report(progress, "latent_pass", 1, 1)
@@ -303,14 +329,23 @@ class TextToSpeech:
         waveforms = []
         timings["diffusion"] = timings["vocoder"] = 0.0
         for i, trim in enumerate(trims):
-            waveforms.append(self._decode(best_latents[i : i + 1, :trim], latents, options, progress, cancel,
-                                          timings, i, len(trims)))
+            waveforms.append(
+                self._decode(
+                    best_latents[i : i + 1, :trim], latents, options, progress, cancel, timings, i, len(trims)
+                )
+            )
         if options.enable_redaction and "[" in text:
             t0 = time.perf_counter()
             waveforms = [self._redact(w, text) for w in waveforms]
             timings["redaction"] = time.perf_counter() - t0
-        return TTSResult(waveforms, options.replace(max_mel_tokens=max_mel_tokens), seed, notes=notes,
-                         timings_s=timings, codes=best_codes.cpu())
+        return TTSResult(
+            waveforms,
+            options.replace(max_mel_tokens=max_mel_tokens),
+            seed,
+            notes=notes,
+            timings_s=timings,
+            codes=best_codes.cpu(),
+        )
 
     def _rank(self, fixed, tokens, latents, options, notes, device) -> torch.Tensor:
         k = min(options.k, fixed.shape[0])
@@ -318,8 +353,10 @@ class TextToSpeech:
         cvvp = None
         if cvvp_amount > 0:
             if latents.ar_mels is None:
-                notes.append("CVVP weight ignored: these latents were computed slim (no clip mels). "
-                             "Recompute the voice latents with 'Slimmer Computed Latents' off.")
+                notes.append(
+                    "CVVP weight ignored: these latents were computed slim (no clip mels). "
+                    "Recompute the voice latents with 'Slimmer Computed Latents' off."
+                )
                 cvvp_amount = 0.0
             else:
                 cvvp = self._cvvp()
@@ -332,8 +369,14 @@ class TextToSpeech:
         with self.plan.on_device(clvp), torch.inference_mode(), self.plan.autocast():
             if cvvp is not None:
                 with self.plan.on_device(cvvp):
-                    scores = score_candidates(fixed.to(device), tokens, clvp, cvvp=cvvp,
-                                              ar_mels=latents.ar_mels.to(device), cvvp_amount=cvvp_amount)
+                    scores = score_candidates(
+                        fixed.to(device),
+                        tokens,
+                        clvp,
+                        cvvp=cvvp,
+                        ar_mels=latents.ar_mels.to(device),
+                        cvvp_amount=cvvp_amount,
+                    )
             else:
                 scores = score_candidates(fixed.to(device), tokens, clvp)
         return torch.topk(scores.float().cpu(), k).indices
@@ -343,7 +386,9 @@ class TextToSpeech:
             self.models.cvvp = self.cvvp_loader().eval().requires_grad_(False).to(self.plan.storage_device)
         return self.models.cvvp
 
-    def _decode(self, codes_latents, latents, options, progress, cancel, timings, index, count) -> torch.Tensor:
+    def _decode(
+        self, codes_latents, latents, options, progress, cancel, timings, index, count
+    ) -> torch.Tensor:
         """Diffusion then vocoder for one candidate; returns (1, S) float32 on the CPU."""
         diffusion, vocoder = self.models.diffusion, self.models.vocoder
         device = self.plan.device
@@ -351,20 +396,29 @@ class TextToSpeech:
         frames = length * 4 * OUTPUT_SAMPLE_RATE // 22050  # AR codes are 1024 samples at 22.05 kHz
         t0 = time.perf_counter()
         with self.plan.on_device(diffusion), torch.inference_mode():
-            embeddings = diffusion.timestep_independent(codes_latents.to(device), latents.diffusion.to(device),
-                                                        frames)
+            embeddings = diffusion.timestep_independent(
+                codes_latents.to(device), latents.diffusion.to(device), frames
+            )
 
             def model_fn(x, t, conditioning_free=False):
-                return diffusion(x, t, precomputed_aligned_embeddings=embeddings,
-                                 conditioning_free=conditioning_free)
+                return diffusion(
+                    x, t, precomputed_aligned_embeddings=embeddings, conditioning_free=conditioning_free
+                )
 
             def on_step(done, total):
                 _report(progress, "diffusion", index * total + done, count * total)
 
             mel = diffusion_sample(
-                model_fn, (1, 100, frames), steps=options.diffusion_iterations, sampler=options.sampler,
-                cond_free=options.cond_free, cond_free_k=options.cond_free_k,
-                temperature=options.diffusion_temperature, device=device, progress=on_step, cancel=cancel,
+                model_fn,
+                (1, 100, frames),
+                steps=options.diffusion_iterations,
+                sampler=options.sampler,
+                cond_free=options.cond_free,
+                cond_free_k=options.cond_free_k,
+                temperature=options.diffusion_temperature,
+                device=device,
+                progress=on_step,
+                cancel=cancel,
             )
             mel = denormalize_tacotron_mel(mel)[:, :, :frames]
         timings["diffusion"] += time.perf_counter() - t0
@@ -387,7 +441,9 @@ def check_brackets(text: str) -> None:
     """Raise InvalidInputError for unbalanced or nested brackets, or text that is only brackets."""
     spoken, kept = split_redacted(text)
     if "[" in text and not any(spoken[first : last + 1].strip() for first, last in kept):
-        raise InvalidInputError("Everything is inside [brackets], so nothing would be spoken. Add text outside them.")
+        raise InvalidInputError(
+            "Everything is inside [brackets], so nothing would be spoken. Add text outside them."
+        )
 
 
 def sha256_of_text(text: str) -> str:

@@ -46,13 +46,17 @@ def load_voice_clips(voices_dir: Path, voice: str) -> list:
     if "/" in voice or "\\" in voice or voice in ("", ".", ".."):
         raise TortoiseError(f"'{voice}' is not a voice name.")
     folder = voices_dir / voice
-    files = sorted(f for f in folder.glob("*") if f.suffix.lower() in AUDIO_SUFFIXES) if folder.is_dir() else []
+    files = (
+        sorted(f for f in folder.glob("*") if f.suffix.lower() in AUDIO_SUFFIXES) if folder.is_dir() else []
+    )
     if not files:
         raise TortoiseError(f"Voice '{voice}' has no clips: put WAV/MP3/FLAC/OGG files into {folder}.")
     return [load_audio(f, VOICE_SAMPLE_RATE) for f in files]
 
 
-def main(argv: Sequence[str] | None = None, tts_factory: Callable[[argparse.Namespace], object] | None = None) -> int:
+def main(
+    argv: Sequence[str] | None = None, tts_factory: Callable[[argparse.Namespace], object] | None = None
+) -> int:
     """Run the CLI; returns the exit code (0 ok, 2 bad input or failure, with a message on stderr)."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -62,9 +66,14 @@ def main(argv: Sequence[str] | None = None, tts_factory: Callable[[argparse.Name
         if tts_factory is None:
             from tortoise.api import TextToSpeech
 
-            tts = TextToSpeech.from_dir(args.models_dir, device=args.device, half=args.half,
-                                        low_vram=args.low_vram, autoregressive_path=args.autoregressive_model,
-                                        offline=args.offline or None)
+            tts = TextToSpeech.from_dir(
+                args.models_dir,
+                device=args.device,
+                half=args.half,
+                low_vram=args.low_vram,
+                autoregressive_path=args.autoregressive_model,
+                offline=args.offline or None,
+            )
         else:
             tts = tts_factory(args)
         latents = tts.get_conditioning_latents(clips) if clips else None

@@ -25,7 +25,9 @@ log = logging.getLogger(__name__)
 class Backends:
     """What the machine offers. The defaults probe torch; tests pass fakes."""
 
-    cuda_count: Callable[[], int] = field(default=lambda: torch.cuda.device_count() if torch.cuda.is_available() else 0)
+    cuda_count: Callable[[], int] = field(
+        default=lambda: torch.cuda.device_count() if torch.cuda.is_available() else 0
+    )
     cuda_name: Callable[[int], str] = field(default=lambda i: torch.cuda.get_device_name(i))
     is_rocm: Callable[[], bool] = field(default=lambda: getattr(torch.version, "hip", None) is not None)
     mps_available: Callable[[], bool] = field(
@@ -143,7 +145,9 @@ def resolve_device(
     valid = [name for name, _ in list_devices(b)]
 
     def fail(reason: str) -> InvalidInputError:
-        return InvalidInputError(f"Device '{spec}' is not usable: {reason}. Valid devices: {', '.join(valid)}.")
+        return InvalidInputError(
+            f"Device '{spec}' is not usable: {reason}. Valid devices: {', '.join(valid)}."
+        )
 
     if text == "auto":
         if b.cuda_count() > 0:

@@ -52,29 +52,42 @@ MODEL_FILES: dict[str, ModelFile] = {
         ModelFile("rlg_auto.pth", "hf", "random voice, AR latent"),
         ModelFile("rlg_diffuser.pth", "hf", "random voice, diffusion latent"),
         ModelFile(
-            "dvae.pth", "hf", "discrete VAE (training only)",
+            "dvae.pth",
+            "hf",
+            "discrete VAE (training only)",
             sha256="a990825371506c16bcf0e8167bf24ccf82f65bb6a1dbcbfcf058d76f9b197e35",
         ),
         ModelFile(
-            "tokenizer.json", "github", "text tokenizer",
+            "tokenizer.json",
+            "github",
+            "text tokenizer",
             sha256="d1fa6e9b4741bb75b284331b833347c166ba8b0518e187f7370f123149ed87bb",
         ),
         ModelFile(
-            "mel_norms.pth", "github", "AR mel normalisation",
+            "mel_norms.pth",
+            "github",
+            "AR mel normalisation",
             sha256="1f69422a8a8f344c4fca2f0c6b8d41d2151d6615b7321e48e6bb15ae949b119c",
         ),
     )
 }
 
 INFERENCE_FILES = (
-    "autoregressive.pth", "diffusion_decoder.pth", "clvp2.pth", "vocoder.pth", "tokenizer.json", "mel_norms.pth",
+    "autoregressive.pth",
+    "diffusion_decoder.pth",
+    "clvp2.pth",
+    "vocoder.pth",
+    "tokenizer.json",
+    "mel_norms.pth",
 )
 
 
 def env_offline() -> bool:
     """True when the standard Hugging Face offline variables ask for no network."""
-    return any(os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on")
-               for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+    return any(
+        os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on")
+        for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    )
 
 
 def sha256_of(path: Path) -> str:
@@ -99,7 +112,9 @@ def checkpoint_problem(path: Path, spec: ModelFile | None = None) -> str | None:
         return "is empty"
     if spec is not None and spec.sha256 is not None:
         actual = sha256_of(path)
-        return None if actual == spec.sha256 else f"has sha256 {actual[:12]}..., expected {spec.sha256[:12]}..."
+        return (
+            None if actual == spec.sha256 else f"has sha256 {actual[:12]}..., expected {spec.sha256[:12]}..."
+        )
     if path.suffix in (".pth", ".pt"):
         with open(path, "rb") as f:
             head = f.read(len(_LEGACY_TORCH_HEADER))
@@ -161,7 +176,9 @@ class ModelStore:
         names = list(dict.fromkeys(filenames))
         unknown = [n for n in names if n not in MODEL_FILES and n not in self.overrides]
         if unknown:
-            raise ModelDownloadError(f"Unknown model file(s): {', '.join(unknown)}. Known: {', '.join(MODEL_FILES)}.")
+            raise ModelDownloadError(
+                f"Unknown model file(s): {', '.join(unknown)}. Known: {', '.join(MODEL_FILES)}."
+            )
         missing: list[str] = []
         for name in names:
             path = self.path_for(name)
@@ -210,7 +227,9 @@ class ModelStore:
         problem = checkpoint_problem(self.path_for(spec.filename), spec)
         if problem:
             self.path_for(spec.filename).unlink(missing_ok=True)
-            raise ModelDownloadError(f"Downloaded {spec.filename} {problem}; it was deleted. Try again later.")
+            raise ModelDownloadError(
+                f"Downloaded {spec.filename} {problem}; it was deleted. Try again later."
+            )
 
     def _download_hf(self, spec: ModelFile) -> None:
         from huggingface_hub import hf_hub_download  # imported lazily: slow import, unused when files exist
@@ -220,8 +239,12 @@ class ModelStore:
             try:
                 # local_dir keeps partial downloads under .cache/ in it and resumes them on the next try
                 got = hf_hub_download(
-                    repo, spec.filename, subfolder=subfolder, local_dir=self.models_dir,
-                    endpoint=self.hf_endpoint, tqdm_class=self.tqdm_class,
+                    repo,
+                    spec.filename,
+                    subfolder=subfolder,
+                    local_dir=self.models_dir,
+                    endpoint=self.hf_endpoint,
+                    tqdm_class=self.tqdm_class,
                 )
             except Exception as e:  # network and hub errors: try the next source, report all at the end
                 log.warning("Could not download %s from %s: %s", spec.filename, repo, e)
@@ -235,7 +258,8 @@ class ModelStore:
                     shutil.rmtree(self.models_dir / subfolder, ignore_errors=True)
             return
         raise ModelDownloadError(
-            f"Could not download {spec.filename} ({spec.purpose}).\n" + "\n".join(errors)
+            f"Could not download {spec.filename} ({spec.purpose}).\n"
+            + "\n".join(errors)
             + f"\nPut the file into {self.models_dir} by hand, or check your connection."
         )
 
@@ -250,9 +274,12 @@ class ModelStore:
                     done = 0
                 total = _content_total(response.headers, done)
                 mode = "ab" if done else "wb"
-                with open(part, mode) as f, self.tqdm_class(
-                    total=total, initial=done, unit="B", unit_scale=True, desc=target.name
-                ) as bar:
+                with (
+                    open(part, mode) as f,
+                    self.tqdm_class(
+                        total=total, initial=done, unit="B", unit_scale=True, desc=target.name
+                    ) as bar,
+                ):
                     while block := response.read(_CHUNK_BYTES):
                         f.write(block)
                         bar.update(len(block))
@@ -260,11 +287,14 @@ class ModelStore:
             if e.code == 416 and done:  # range not satisfiable: the part file is already complete
                 pass
             else:
-                raise ModelDownloadError(f"Could not download {url}: HTTP {e.code}. Put {target.name} into "
-                                         f"{target.parent} by hand, or try again later.") from e
+                raise ModelDownloadError(
+                    f"Could not download {url}: HTTP {e.code}. Put {target.name} into "
+                    f"{target.parent} by hand, or try again later."
+                ) from e
         except (urllib.error.URLError, OSError) as e:
-            raise ModelDownloadError(f"Could not download {url}: {e}. The partial file is kept and the next "
-                                     "try resumes it.") from e
+            raise ModelDownloadError(
+                f"Could not download {url}: {e}. The partial file is kept and the next " "try resumes it."
+            ) from e
         os.replace(part, target)
 
 
@@ -280,4 +310,3 @@ def _content_total(headers: Any, already: int) -> int | None:
 def default_models_dir() -> Path:
     """TORTOISE_MODELS_DIR, else ./models/tortoise relative to the working directory."""
     return Path(os.environ.get("TORTOISE_MODELS_DIR", Path("models") / "tortoise"))
-

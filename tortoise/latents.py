@@ -16,7 +16,12 @@ import torch
 
 from tortoise.audio import OUTPUT_SAMPLE_RATE, VOICE_SAMPLE_RATE, pad_or_truncate, resample
 from tortoise.errors import InvalidInputError, WeightsError
-from tortoise.mel import DIFFUSION_CONDITIONING_SAMPLES, compute_ar_mel, compute_univnet_mel, format_conditioning
+from tortoise.mel import (
+    DIFFUSION_CONDITIONING_SAMPLES,
+    compute_ar_mel,
+    compute_univnet_mel,
+    format_conditioning,
+)
 
 LATENTS_FORMAT_VERSION = 1
 LATENT_METHODS = ("whole", "official")
@@ -51,8 +56,12 @@ class ConditioningLatents:
 
     def to(self, device: torch.device | str) -> ConditioningLatents:
         mels = None if self.ar_mels is None else self.ar_mels.to(device)
-        return replace(self, autoregressive=self.autoregressive.to(device), diffusion=self.diffusion.to(device),
-                       ar_mels=mels)
+        return replace(
+            self,
+            autoregressive=self.autoregressive.to(device),
+            diffusion=self.diffusion.to(device),
+            ar_mels=mels,
+        )
 
     def to_state(self) -> dict:
         state = {
@@ -146,8 +155,9 @@ def check_clips(clips: Sequence[torch.Tensor]) -> None:
     for i, clip in enumerate(clips):
         if clip.shape[-1] < MIN_CLIP_SAMPLES:
             raise InvalidInputError(
-                f"Clip {i + 1} is {clip.shape[-1] / VOICE_SAMPLE_RATE:.2f} s long; conditioning needs at least "
-                f"{MIN_CLIP_SAMPLES / VOICE_SAMPLE_RATE:.1f} s per clip. Remove it or use a longer one."
+                f"Clip {i + 1} is {clip.shape[-1] / VOICE_SAMPLE_RATE:.2f} s long; conditioning needs "
+                f"at least {MIN_CLIP_SAMPLES / VOICE_SAMPLE_RATE:.1f} s per clip. "
+                "Remove it or use a longer one."
             )
 
 
@@ -202,7 +212,9 @@ def compute_latents(
         InvalidInputError: no clips, a clip shorter than 0.5 s, or an unknown method.
     """
     if method not in LATENT_METHODS:
-        raise InvalidInputError(f"Unknown latents method '{method}'. Choose one of: {', '.join(LATENT_METHODS)}.")
+        raise InvalidInputError(
+            f"Unknown latents method '{method}'. Choose one of: {', '.join(LATENT_METHODS)}."
+        )
     check_clips(clips)
     clips = [c.reshape(1, -1).float() for c in clips]
     norms = mel_norms.to(device)
@@ -213,8 +225,12 @@ def compute_latents(
     if method == "official":
         ar_latent = ar_model.get_conditioning(ar_mels)
         diff_mels = [
-            compute_univnet_mel(pad_or_truncate(resample(c, VOICE_SAMPLE_RATE, OUTPUT_SAMPLE_RATE).to(device),
-                                                DIFFUSION_CONDITIONING_SAMPLES))
+            compute_univnet_mel(
+                pad_or_truncate(
+                    resample(c, VOICE_SAMPLE_RATE, OUTPUT_SAMPLE_RATE).to(device),
+                    DIFFUSION_CONDITIONING_SAMPLES,
+                )
+            )
             for c in clips
         ]
         diff_latent = diffusion_model.get_conditioning(torch.stack(diff_mels, dim=1))

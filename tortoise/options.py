@@ -24,7 +24,12 @@ _PRESET_BASE: dict[str, Any] = {
     "diffusion_temperature": 1.0,
 }
 PRESETS: dict[str, dict[str, Any]] = {
-    "ultra_fast": {**_PRESET_BASE, "num_autoregressive_samples": 16, "diffusion_iterations": 30, "cond_free": False},
+    "ultra_fast": {
+        **_PRESET_BASE,
+        "num_autoregressive_samples": 16,
+        "diffusion_iterations": 30,
+        "cond_free": False,
+    },
     "fast": {**_PRESET_BASE, "num_autoregressive_samples": 96, "diffusion_iterations": 80},
     "standard": {**_PRESET_BASE, "num_autoregressive_samples": 256, "diffusion_iterations": 200},
     "high_quality": {**_PRESET_BASE, "num_autoregressive_samples": 256, "diffusion_iterations": 400},
@@ -46,14 +51,24 @@ class GenerationOptions:
     num_autoregressive_samples: int = _knob(
         512, "Candidates sampled from the AR model before ranking. More is better and slower.", 1, 4096
     )
-    temperature: float = _knob(0.8, "Softmax temperature of the AR model; lower is more deterministic.", 0.01, 5.0)
-    length_penalty: float = _knob(1.0, "Kept for parity; it has no effect when sampling (as in the official code).")
+    temperature: float = _knob(
+        0.8, "Softmax temperature of the AR model; lower is more deterministic.", 0.01, 5.0
+    )
+    length_penalty: float = _knob(
+        1.0, "Kept for parity; it has no effect when sampling (as in the official code)."
+    )
     repetition_penalty: float = _knob(
         2.0, "Penalty for ids already present; higher reduces long silences and stutters.", 0.01, 20.0
     )
-    top_p: float = _knob(0.8, "Nucleus sampling: keep the smallest set of codes whose probability exceeds P.", 0.0, 1.0)
-    top_k: int = _knob(50, "Keep only the K most likely codes (50 is the HF default the official code used).", 0, 8194)
-    max_mel_tokens: int = _knob(500, "Longest output in AR codes (each code is 1024 samples at 22.05 kHz).", 1, 600)
+    top_p: float = _knob(
+        0.8, "Nucleus sampling: keep the smallest set of codes whose probability exceeds P.", 0.0, 1.0
+    )
+    top_k: int = _knob(
+        50, "Keep only the K most likely codes (50 is the HF default the official code used).", 0, 8194
+    )
+    max_mel_tokens: int = _knob(
+        500, "Longest output in AR codes (each code is 1024 samples at 22.05 kHz).", 1, 600
+    )
     use_kv_mel_offset: bool = _knob(
         True, "Official kv-cache mel positions (+1 after the start token). False gives positions 0,1,2,..."
     )
@@ -64,9 +79,15 @@ class GenerationOptions:
     # --- diffusion ---
     diffusion_iterations: int = _knob(100, "Diffusion steps; more is higher quality and slower.", 1, 4000)
     sampler: str = _knob("p", "Diffusion sampler: p (ancestral), ddim, or dpm++2m.")
-    cond_free: bool = _knob(True, "Conditioning-free guidance: sharper, more expressive audio; 2x diffusion cost.")
-    cond_free_k: float = _knob(2.0, "Strength of conditioning-free guidance, ramped over the steps.", 0.0, 20.0)
-    diffusion_temperature: float = _knob(1.0, "Scale of the initial diffusion noise; 0 gives a mean-like output.", 0.0, 2.0)
+    cond_free: bool = _knob(
+        True, "Conditioning-free guidance: sharper, more expressive audio; 2x diffusion cost."
+    )
+    cond_free_k: float = _knob(
+        2.0, "Strength of conditioning-free guidance, ramped over the steps.", 0.0, 20.0
+    )
+    diffusion_temperature: float = _knob(
+        1.0, "Scale of the initial diffusion noise; 0 gives a mean-like output.", 0.0, 2.0
+    )
     breathing_room: int = _knob(
         8, "Pause size: a run of more than this many calm (silence) codes ends the clip.", 1, 64
     )
@@ -75,7 +96,9 @@ class GenerationOptions:
 
     def __post_init__(self) -> None:
         if self.sampler not in SAMPLERS:
-            raise InvalidInputError(f"Unknown sampler '{self.sampler}'. Choose one of: {', '.join(SAMPLERS)}.")
+            raise InvalidInputError(
+                f"Unknown sampler '{self.sampler}'. Choose one of: {', '.join(SAMPLERS)}."
+            )
         for f in dataclasses.fields(self):
             low, high = f.metadata.get("min"), f.metadata.get("max")
             value = getattr(self, f.name)
@@ -85,7 +108,8 @@ class GenerationOptions:
                 raise InvalidInputError(f"{f.name} = {value} is out of range [{low}, {high}].")
         if self.k > self.num_autoregressive_samples:
             raise InvalidInputError(
-                f"k = {self.k} best candidates requested but only {self.num_autoregressive_samples} are sampled."
+                f"k = {self.k} best candidates requested but only "
+                f"{self.num_autoregressive_samples} are sampled."
             )
 
     @classmethod

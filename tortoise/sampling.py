@@ -168,8 +168,12 @@ def make_code_sampler(
         prefix = torch.tensor([PROMPT_FILLER_ID, start_token], device=codes.device).expand(rows, 2)
         history = torch.cat([prefix, codes], dim=1)
         scores = process_logits(
-            logits.float(), history, repetition_penalty=repetition_penalty, temperature=temperature,
-            top_p=top_p, top_k=top_k,
+            logits.float(),
+            history,
+            repetition_penalty=repetition_penalty,
+            temperature=temperature,
+            top_p=top_p,
+            top_k=top_k,
         )
         probs = torch.softmax(scores, dim=-1)
         return torch.multinomial(probs, 1, generator=generator).squeeze(1)
@@ -214,23 +218,39 @@ def sample_codes(
     batch_size = max(1, min(batch_size, num_samples))
     batches = num_samples // batch_size
     next_code = make_code_sampler(
-        repetition_penalty=repetition_penalty, temperature=temperature, top_p=top_p, top_k=top_k,
-        start_token=ar_model.start_mel_token, generator=generator, cancel=cancel,
+        repetition_penalty=repetition_penalty,
+        temperature=temperature,
+        top_p=top_p,
+        top_k=top_k,
+        start_token=ar_model.start_mel_token,
+        generator=generator,
+        cancel=cancel,
     )
     out = []
     for b in range(batches):
         codes = ar_model.inference_codes(
-            cond_latent, text_tokens, max_mel_tokens, num_return_sequences=batch_size, use_kv_cache=True,
-            use_kv_mel_offset=use_kv_mel_offset, next_code=next_code, retire_finished=retire_finished,
+            cond_latent,
+            text_tokens,
+            max_mel_tokens,
+            num_return_sequences=batch_size,
+            use_kv_cache=True,
+            use_kv_mel_offset=use_kv_mel_offset,
+            next_code=next_code,
+            retire_finished=retire_finished,
         )
-        out.append(torch.nn.functional.pad(codes, (0, max_mel_tokens - codes.shape[1]),
-                                           value=ar_model.stop_mel_token))
+        out.append(
+            torch.nn.functional.pad(
+                codes, (0, max_mel_tokens - codes.shape[1]), value=ar_model.stop_mel_token
+            )
+        )
         if progress is not None:
             progress(b + 1, batches)
     return torch.cat(out, dim=0)
 
 
-def fix_autoregressive_output(codes: torch.Tensor, stop_token: int, calm_token: int = CALM_TOKEN) -> torch.Tensor:
+def fix_autoregressive_output(
+    codes: torch.Tensor, stop_token: int, calm_token: int = CALM_TOKEN
+) -> torch.Tensor:
     """The official post-fix of sampled codes (returns a new tensor).
 
     In every row that contains the stop code, it and everything after it become the calm code; rows
@@ -243,8 +263,11 @@ def fix_autoregressive_output(codes: torch.Tensor, stop_token: int, calm_token: 
     fixed = codes.clone()
     has_stop = (fixed == stop_token).any(dim=1)
     if not bool(has_stop.all()):
-        warnings.warn("A candidate never produced a stop token; its speech may be cut off. "
-                      "Try a shorter text or a larger max_mel_tokens.", stacklevel=2)
+        warnings.warn(
+            "A candidate never produced a stop token; its speech may be cut off. "
+            "Try a shorter text or a larger max_mel_tokens.",
+            stacklevel=2,
+        )
     after_stop = (fixed == stop_token).long().cumsum(dim=1) > 0
     fixed[after_stop] = calm_token
     fixed[:, -3:] = torch.tensor(FIXED_TAIL, dtype=fixed.dtype, device=fixed.device)

@@ -8,7 +8,13 @@ from typing import Any
 import gradio as gr
 
 from src.context import AppContext
-from src.history import HEADERS, history_table, history_voices, result_metadata, settings_to_copy
+from src.history import (
+    HEADERS,
+    history_table,
+    history_voices,
+    result_metadata,
+    settings_to_copy,
+)
 from src.results import resolve_result
 from src.ui.copy_settings import copy_targets, copy_updates
 from src.ui.errors import ui_handler

@@ -11,8 +11,19 @@ import gradio as gr
 
 from src.context import AppContext
 from src.errors import SettingsError
-from src.models_catalog import BASE_MODEL_VALUE, check_model_choice, list_autoregressive_models
-from src.settings import IMMEDIATE, RESTART, TTS_RELOAD, AppSettings, FieldSpec, field_specs
+from src.models_catalog import (
+    BASE_MODEL_VALUE,
+    check_model_choice,
+    list_autoregressive_models,
+)
+from src.settings import (
+    IMMEDIATE,
+    RESTART,
+    TTS_RELOAD,
+    AppSettings,
+    FieldSpec,
+    field_specs,
+)
 from src.settings_store import change_setting, command_line_overrides
 from src.ui.common import component_for
 from src.ui.errors import ui_handler

@@ -144,9 +144,12 @@ def test_relative_autoregressive_model_resolves_against_the_app_root(tmp_path, m
     from src.settings import AppSettings
 
     seen = {}
-    monkeypatch.setattr(tortoise.api.TextToSpeech, "from_dir",
-                        classmethod(lambda cls, d, **kw: seen.update(kw) or "tts"))
+    monkeypatch.setattr(
+        tortoise.api.TextToSpeech, "from_dir", classmethod(lambda cls, d, **kw: seen.update(kw) or "tts")
+    )
     paths = AppPaths.from_root(tmp_path)
-    settings = dataclasses.replace(AppSettings(), autoregressive_model="training/v/finetune/models/10_gpt.pth")
+    settings = dataclasses.replace(
+        AppSettings(), autoregressive_model="training/v/finetune/models/10_gpt.pth"
+    )
     assert loader_from_settings(paths, settings)() == "tts"
     assert seen["autoregressive_path"] == tmp_path / "training/v/finetune/models/10_gpt.pth"

@@ -173,7 +173,8 @@ def test_cli_overrides_take_precedence_over_file_and_are_not_saved(tmp_path):
     before = path.read_text()
     namespace = build_arg_parser().parse_args([
         "--low-vram", "--no-embed-output-metadata", "--no-latents-lean-and-mean",
-        "--no-prune-nonfinal-outputs", "--no-voice-fixer-use-cuda", "--no-training-default-bnb", "--sample-batch-size", "4",
+        "--no-prune-nonfinal-outputs", "--no-voice-fixer-use-cuda", "--no-training-default-bnb",
+        "--sample-batch-size", "4",
         "--device-override", "cpu", "--listen", "0.0.0.0:7861",
     ])  # fmt: skip
     s = apply_cli_overrides(load_settings(path).value, namespace)

@@ -29,10 +29,18 @@ class FakeAligner:
 @pytest.fixture(scope="module")
 def tts(tiny_models, tokenizer_path):
     m = tiny_models
-    models = TTSModels(m.autoregressive, m.diffusion, m.clvp, m.vocoder, cvvp=m.cvvp, rlg_auto=m.rlg_auto,
-                       rlg_diffuser=m.rlg_diffuser)
-    return TextToSpeech(models, VoiceBpeTokenizer(tokenizer_path), m.mel_norms, resolve_device("cpu"),
-                        aligner=FakeAligner())
+    models = TTSModels(
+        m.autoregressive,
+        m.diffusion,
+        m.clvp,
+        m.vocoder,
+        cvvp=m.cvvp,
+        rlg_auto=m.rlg_auto,
+        rlg_diffuser=m.rlg_diffuser,
+    )
+    return TextToSpeech(
+        models, VoiceBpeTokenizer(tokenizer_path), m.mel_norms, resolve_device("cpu"), aligner=FakeAligner()
+    )
 
 
 @pytest.fixture(scope="module")
@@ -61,8 +69,15 @@ def test_seed_is_drawn_and_reported_when_not_given(tts, clips):
 
 @pytest.mark.parametrize("preset", sorted(PRESETS))
 def test_every_preset_runs_with_its_settings(tts, clips, preset):
-    r = tts.tts("Preset test.", voice_samples=clips, preset=preset, seed=3, max_mel_tokens=12, sample_batch_size=8,
-                diffusion_iterations=8)
+    r = tts.tts(
+        "Preset test.",
+        voice_samples=clips,
+        preset=preset,
+        seed=3,
+        max_mel_tokens=12,
+        sample_batch_size=8,
+        diffusion_iterations=8,
+    )
     assert r.options.num_autoregressive_samples == PRESETS[preset]["num_autoregressive_samples"]
     assert r.options.cond_free == PRESETS[preset].get("cond_free", True)
     assert torch.isfinite(r.waveforms[0]).all()
@@ -75,7 +90,9 @@ def test_every_sampler_runs(tts, clips, sampler):
 
 
 def test_k_candidates_come_back_best_first(tts, clips):
-    r = tts.tts("Three candidates.", voice_samples=clips, seed=5, k=3, **{**FAST, "num_autoregressive_samples": 6})
+    r = tts.tts(
+        "Three candidates.", voice_samples=clips, seed=5, k=3, **{**FAST, "num_autoregressive_samples": 6}
+    )
     assert len(r.waveforms) == 3 and r.codes.shape[0] == 3
 
 
@@ -113,7 +130,9 @@ def test_cancel_stops_the_job(tts, clips):
 def test_bracketed_text_is_redacted(tts, clips):
     tts.aligner.calls.clear()
     r = tts.tts("[I am really happy,] Hello.", voice_samples=clips, seed=11, **FAST)
-    plain = tts.tts("[I am really happy,] Hello.", voice_samples=clips, seed=11, enable_redaction=False, **FAST)
+    plain = tts.tts(
+        "[I am really happy,] Hello.", voice_samples=clips, seed=11, enable_redaction=False, **FAST
+    )
     assert tts.aligner.calls == ["[I am really happy,] Hello."]
     assert r.waveforms[0].shape[1] < plain.waveforms[0].shape[1]
 
@@ -124,10 +143,24 @@ def test_trimmed_latent_pass_equals_the_full_official_pass(tiny_models):
     cond = torch.randn(1, ar.model_dim)
     text = torch.tensor([[20, 30, 40, 0]])
     codes = torch.randint(0, 8000, (2, 40))
-    full = ar(cond.expand(2, -1), text.expand(2, -1), torch.tensor([4, 4]), codes,
-              torch.tensor([40 * 1024] * 2), return_latent=True, clip_inputs=False)
-    part = ar(cond.expand(2, -1), text.expand(2, -1), torch.tensor([4, 4]), codes[:, :25],
-              torch.tensor([25 * 1024] * 2), return_latent=True, clip_inputs=False)
+    full = ar(
+        cond.expand(2, -1),
+        text.expand(2, -1),
+        torch.tensor([4, 4]),
+        codes,
+        torch.tensor([40 * 1024] * 2),
+        return_latent=True,
+        clip_inputs=False,
+    )
+    part = ar(
+        cond.expand(2, -1),
+        text.expand(2, -1),
+        torch.tensor([4, 4]),
+        codes[:, :25],
+        torch.tensor([25 * 1024] * 2),
+        return_latent=True,
+        clip_inputs=False,
+    )
     torch.testing.assert_close(part, full[:, :25], rtol=1e-5, atol=1e-5)
 
 
@@ -185,8 +218,12 @@ def test_cpu_half_precision_runs_the_ar_in_bf16(tiny_models, tokenizer_path, cli
 
     m = tiny_models
     models = TTSModels(copy.deepcopy(m.autoregressive), m.diffusion, m.clvp, m.vocoder)
-    tts = TextToSpeech(models, VoiceBpeTokenizer(tokenizer_path), m.mel_norms,
-                       DevicePlan(torch.device("cpu"), "cpu", half=True))
+    tts = TextToSpeech(
+        models,
+        VoiceBpeTokenizer(tokenizer_path),
+        m.mel_norms,
+        DevicePlan(torch.device("cpu"), "cpu", half=True),
+    )
     assert models.autoregressive.mel_head.weight.dtype == torch.bfloat16
     latents = tts.get_conditioning_latents(clips)
     assert latents.autoregressive.dtype == torch.float32

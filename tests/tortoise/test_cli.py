@@ -19,12 +19,14 @@ def factory(tiny_models, tokenizer_path):
     m = tiny_models
 
     def make(args):
-        models = TTSModels(m.autoregressive, m.diffusion, m.clvp, m.vocoder, rlg_auto=m.rlg_auto,
-                           rlg_diffuser=m.rlg_diffuser)
+        models = TTSModels(
+            m.autoregressive, m.diffusion, m.clvp, m.vocoder, rlg_auto=m.rlg_auto, rlg_diffuser=m.rlg_diffuser
+        )
         tts = TextToSpeech(models, VoiceBpeTokenizer(tokenizer_path), m.mel_norms, resolve_device("cpu"))
         original = tts.tts
-        tts.tts = lambda text, **kw: original(text, **{**kw, "num_autoregressive_samples": 2,
-                                                       "diffusion_iterations": 3, "max_mel_tokens": 16})
+        tts.tts = lambda text, **kw: original(
+            text, **{**kw, "num_autoregressive_samples": 2, "diffusion_iterations": 3, "max_mel_tokens": 16}
+        )
         return tts
 
     return make
@@ -34,9 +36,27 @@ def test_cli_writes_wavs_for_a_voice(tmp_path, factory):
     voice = tmp_path / "voices" / "alice"
     save_wav(voice / "a.wav", speech_like(2.0), 22050)
     out = tmp_path / "out"
-    code = main(["--text", "Hello from the command line.", "--voice", "alice", "--voices-dir",
-                 str(tmp_path / "voices"), "--output-dir", str(out), "--seed", "5", "--candidates", "2",
-                 "--sampler", "ddim", "--preset", "ultra_fast"], tts_factory=factory)
+    code = main(
+        [
+            "--text",
+            "Hello from the command line.",
+            "--voice",
+            "alice",
+            "--voices-dir",
+            str(tmp_path / "voices"),
+            "--output-dir",
+            str(out),
+            "--seed",
+            "5",
+            "--candidates",
+            "2",
+            "--sampler",
+            "ddim",
+            "--preset",
+            "ultra_fast",
+        ],
+        tts_factory=factory,
+    )
     assert code == 0
     files = sorted(out.glob("*.wav"))
     assert [f.name for f in files] == ["alice_000_0.wav", "alice_000_1.wav"]
@@ -45,8 +65,12 @@ def test_cli_writes_wavs_for_a_voice(tmp_path, factory):
 
 def test_cli_reads_a_text_file_and_uses_the_random_voice(tmp_path, factory):
     (tmp_path / "t.txt").write_text("From a file.", encoding="utf-8")
-    assert main(["--text-file", str(tmp_path / "t.txt"), "--output-dir", str(tmp_path / "o")],
-                tts_factory=factory) == 0
+    assert (
+        main(
+            ["--text-file", str(tmp_path / "t.txt"), "--output-dir", str(tmp_path / "o")], tts_factory=factory
+        )
+        == 0
+    )
     assert (tmp_path / "o" / "random_000_0.wav").exists()
 
 
@@ -60,18 +84,24 @@ def test_cli_reads_a_text_file_and_uses_the_random_voice(tmp_path, factory):
     ],
 )
 def test_cli_bad_input_exits_2_with_a_message(tmp_path, factory, capsys, args, message):
-    code = main([*args, "--voices-dir", str(tmp_path), "--output-dir", str(tmp_path / "o")], tts_factory=factory)
+    code = main(
+        [*args, "--voices-dir", str(tmp_path), "--output-dir", str(tmp_path / "o")], tts_factory=factory
+    )
     assert code == 2
     assert message in capsys.readouterr().err
 
 
 def test_cli_unknown_preset_is_an_argparse_error(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "tortoise", "--text", "hi", "--preset", "warp"],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "tortoise", "--text", "hi", "--preset", "warp"], capture_output=True, text=True
+    )
     assert proc.returncode == 2 and "invalid choice" in proc.stderr
 
 
 def test_cli_offline_without_models_names_the_missing_files(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "tortoise", "--text", "hi", "--offline", "--models-dir",
-                           str(tmp_path / "m")], capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "tortoise", "--text", "hi", "--offline", "--models-dir", str(tmp_path / "m")],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2 and "autoregressive.pth" in proc.stderr

@@ -97,7 +97,9 @@ def hub():
 
 
 def make_store(hub, tmp_path, **kw) -> ModelStore:
-    return ModelStore(tmp_path / "models", offline=False, hf_endpoint=hub.url, asset_base_url=hub.url + "/raw", **kw)
+    return ModelStore(
+        tmp_path / "models", offline=False, hf_endpoint=hub.url, asset_base_url=hub.url + "/raw", **kw
+    )
 
 
 def test_downloads_from_primary_repo_into_models_dir(hub, tmp_path):
@@ -220,8 +222,16 @@ def test_unknown_file_name_rejected(tmp_path):
 
 def test_registry_covers_every_official_file():
     assert set(MODEL_FILES) >= {
-        "autoregressive.pth", "diffusion_decoder.pth", "clvp2.pth", "cvvp.pth", "vocoder.pth",
-        "rlg_auto.pth", "rlg_diffuser.pth", "dvae.pth", "tokenizer.json", "mel_norms.pth",
+        "autoregressive.pth",
+        "diffusion_decoder.pth",
+        "clvp2.pth",
+        "cvvp.pth",
+        "vocoder.pth",
+        "rlg_auto.pth",
+        "rlg_diffuser.pth",
+        "dvae.pth",
+        "tokenizer.json",
+        "mel_norms.pth",
     }
     assert all(isinstance(f, ModelFile) for f in MODEL_FILES.values())
 

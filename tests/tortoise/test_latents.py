@@ -16,14 +16,19 @@ from tortoise.mel import compute_ar_mel, compute_univnet_mel, format_conditionin
 def test_official_method_equals_the_official_recipe(tiny_models):
     m = tiny_models
     clips = [speech_like(3.0, seed=1), speech_like(7.5, seed=2)]
-    got = compute_latents(clips, m.autoregressive, m.diffusion, m.mel_norms, method="official",
-                          rng=random.Random(5))
+    got = compute_latents(
+        clips, m.autoregressive, m.diffusion, m.mel_norms, method="official", rng=random.Random(5)
+    )
     rng = random.Random(5)
     ar_mels = torch.stack([format_conditioning(c, m.mel_norms, rng) for c in clips], dim=1)
     want_ar = m.autoregressive.get_conditioning(ar_mels)
-    diff_mels = torch.stack([
-        compute_univnet_mel(pad_or_truncate(resample(c, VOICE_SAMPLE_RATE, OUTPUT_SAMPLE_RATE), 102400))
-        for c in clips], dim=1)
+    diff_mels = torch.stack(
+        [
+            compute_univnet_mel(pad_or_truncate(resample(c, VOICE_SAMPLE_RATE, OUTPUT_SAMPLE_RATE), 102400))
+            for c in clips
+        ],
+        dim=1,
+    )
     want_diff = m.diffusion.get_conditioning(diff_mels)
     torch.testing.assert_close(got.autoregressive, want_ar)
     torch.testing.assert_close(got.diffusion, want_diff)
@@ -36,7 +41,8 @@ def test_whole_clip_single_chunk_uses_every_sample(tiny_models):
     got = compute_latents([clip], m.autoregressive, m.diffusion, m.mel_norms, max_chunk_s=10)
     want_ar = m.autoregressive.get_conditioning(compute_ar_mel(clip, m.mel_norms).unsqueeze(1))
     want_diff = m.diffusion.get_conditioning(
-        compute_univnet_mel(resample(clip, VOICE_SAMPLE_RATE, OUTPUT_SAMPLE_RATE)).unsqueeze(1))
+        compute_univnet_mel(resample(clip, VOICE_SAMPLE_RATE, OUTPUT_SAMPLE_RATE)).unsqueeze(1)
+    )
     torch.testing.assert_close(got.autoregressive, want_ar, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(got.diffusion, want_diff, rtol=1e-4, atol=1e-5)
 
@@ -45,7 +51,9 @@ def test_whole_clip_chunks_are_averaged(tiny_models):
     m = tiny_models
     a, b = speech_like(2.0, seed=4), speech_like(2.0, seed=5)
     got = compute_latents([a, b], m.autoregressive, m.diffusion, m.mel_norms, max_chunk_s=2.0, slim=True)
-    per_chunk = [m.autoregressive.get_conditioning(compute_ar_mel(c, m.mel_norms).unsqueeze(1)) for c in (a, b)]
+    per_chunk = [
+        m.autoregressive.get_conditioning(compute_ar_mel(c, m.mel_norms).unsqueeze(1)) for c in (a, b)
+    ]
     torch.testing.assert_close(got.autoregressive, torch.stack(per_chunk).mean(0), rtol=1e-4, atol=1e-5)
     assert got.is_slim
 
@@ -54,8 +62,14 @@ def test_long_clip_is_chunked_and_reports_progress(tiny_models):
     m = tiny_models
     seen = []
     clip = speech_like(60.0, seed=6)
-    got = compute_latents([clip], m.autoregressive, m.diffusion, m.mel_norms, max_chunk_s=5.0,
-                          progress=lambda d, t: seen.append((d, t)))
+    got = compute_latents(
+        [clip],
+        m.autoregressive,
+        m.diffusion,
+        m.mel_norms,
+        max_chunk_s=5.0,
+        progress=lambda d, t: seen.append((d, t)),
+    )
     assert seen[-1][0] == seen[-1][1] == 3  # 12 chunks of 5 s in batches of 4
     assert torch.isfinite(got.autoregressive).all() and torch.isfinite(got.diffusion).all()
 
@@ -101,6 +115,7 @@ def test_malicious_latents_file_is_rejected_without_running(tmp_path):
     with pytest.raises(WeightsError):
         ConditioningLatents.from_bytes(target.read_bytes())
     import os
+
     assert not os.path.exists("/tmp/tortoise_pwned_by_latents")
 
 

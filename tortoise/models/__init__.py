@@ -108,7 +108,11 @@ def check_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], n
     )
     if missing or unexpected or mismatched:
         parts = [f"Checkpoint does not fit '{name}':"]
-        for label, keys in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", mismatched)):
+        for label, keys in (
+            ("missing keys", missing),
+            ("unexpected keys", unexpected),
+            ("shape mismatches", mismatched),
+        ):
             if keys:
                 parts.append(f"{len(keys)} {label}: " + ", ".join(keys))
         raise WeightsError("\n".join(parts))

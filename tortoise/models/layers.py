@@ -32,7 +32,9 @@ def normalization(channels: int) -> GroupNorm32:
     return GroupNorm32(groups, channels)
 
 
-def relative_position_bucket(relative_position: torch.Tensor, num_buckets: int, max_distance: int) -> torch.Tensor:
+def relative_position_bucket(
+    relative_position: torch.Tensor, num_buckets: int, max_distance: int
+) -> torch.Tensor:
     """Bidirectional T5 bucketing of key_pos - query_pos: half the buckets per direction,
     exact up to a quarter of the buckets, log-spaced beyond, capped at the last bucket."""
     n = -relative_position
@@ -42,9 +44,14 @@ def relative_position_bucket(relative_position: torch.Tensor, num_buckets: int, 
     max_exact = num_buckets // 2
     is_small = n < max_exact
     # clamp to 1 inside the log only to avoid log(0); those entries take the `is_small` branch
-    val_if_large = max_exact + (
-        torch.log(n.float().clamp(min=1) / max_exact) / math.log(max_distance / max_exact) * (num_buckets - max_exact)
-    ).long()
+    val_if_large = (
+        max_exact
+        + (
+            torch.log(n.float().clamp(min=1) / max_exact)
+            / math.log(max_distance / max_exact)
+            * (num_buckets - max_exact)
+        ).long()
+    )
     val_if_large = torch.minimum(val_if_large, torch.full_like(val_if_large, num_buckets - 1))
     return ret + torch.where(is_small, n, val_if_large)
 
@@ -64,7 +71,9 @@ class RelativePositionBias(nn.Module):
         i, j = qk_dots.shape[-2:]
         q_pos = torch.arange(i, device=qk_dots.device)
         k_pos = torch.arange(j, device=qk_dots.device)
-        buckets = relative_position_bucket(k_pos[None, :] - q_pos[:, None], self.num_buckets, self.max_distance)
+        buckets = relative_position_bucket(
+            k_pos[None, :] - q_pos[:, None], self.num_buckets, self.max_distance
+        )
         bias = self.relative_attention_bias(buckets).permute(2, 0, 1).unsqueeze(0)  # (1, heads, i, j)
         return qk_dots + bias * self.scale
 

@@ -13,7 +13,12 @@ import torch
 import torch.distributed as torch_dist
 from torch import nn
 
-from tortoise.training.objective import LRSchedule, TrainingForward, clip_gradients, parameter_groups
+from tortoise.training.objective import (
+    LRSchedule,
+    TrainingForward,
+    clip_gradients,
+    parameter_groups,
+)
 
 log = logging.getLogger(__name__)
 

@@ -36,7 +36,12 @@ from tortoise.training.errors import DatasetError, ResumeError, TrainingError
 from tortoise.training.metrics import MetricsLog
 from tortoise.training.objective import LRSchedule, TrainingForward
 from tortoise.training.sample import CheckpointSampler, SampleFn
-from tortoise.training.step import StepResult, StepRunner, choose_precision, make_optimizer
+from tortoise.training.step import (
+    StepResult,
+    StepRunner,
+    choose_precision,
+    make_optimizer,
+)
 
 log = logging.getLogger(__name__)
 
