@@ -5,10 +5,10 @@ import pytest
 import soundfile as sf
 import torch
 
+from tests.app_doubles import tiny_tts
 from tests.conftest import speech_like
 from tortoise.api import TextToSpeech, TTSModels
 from tortoise.audio import save_wav
-from tortoise.device import resolve_device
 from tortoise.errors import GenerationCancelled, InvalidInputError, TextTooLongError
 from tortoise.latents import ConditioningLatents
 from tortoise.options import PRESETS, SAMPLERS
@@ -27,20 +27,10 @@ class FakeAligner:
 
 
 @pytest.fixture(scope="module")
-def tts(tiny_models, tokenizer_path):
-    m = tiny_models
-    models = TTSModels(
-        m.autoregressive,
-        m.diffusion,
-        m.clvp,
-        m.vocoder,
-        cvvp=m.cvvp,
-        rlg_auto=m.rlg_auto,
-        rlg_diffuser=m.rlg_diffuser,
-    )
-    return TextToSpeech(
-        models, VoiceBpeTokenizer(tokenizer_path), m.mel_norms, resolve_device("cpu"), aligner=FakeAligner()
-    )
+def tts(tiny_models):
+    model = tiny_tts(tiny_models)
+    model.aligner = FakeAligner()  # records calls and halves the audio, so redaction is visible
+    return model
 
 
 @pytest.fixture(scope="module")
