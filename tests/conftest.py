@@ -82,3 +82,11 @@ def speech_like(seconds: float, sample_rate: int = 22050, seed: int = 0) -> torc
     envelope = 0.5 * (1 + torch.sin(2 * torch.pi * 3.0 * t)) ** 2
     wave = wave * envelope + 0.01 * torch.randn(t.shape, generator=g)
     return (0.8 * wave / wave.abs().max()).reshape(1, -1).float()
+
+
+@pytest.fixture
+def require_ffmpeg():
+    """ffmpeg is a test dependency (./test.sh apt-installs it): fail, never skip, when it is missing."""
+    import shutil
+
+    assert shutil.which("ffmpeg"), "ffmpeg is missing: ./test.sh installs it (Debian package ffmpeg)"

@@ -6,15 +6,13 @@ import sys
 
 import pytest
 
-from tests.media import HAS_FFMPEG, assert_voice_wav, make_mp3_stereo_44k, make_wav_8bit
+from tests.media import assert_voice_wav, make_mp3_stereo_44k, make_wav_8bit
 from tests.scripts.fakes import make_checkout, run
 
 pytestmark = pytest.mark.skipif(
     sys.platform != "linux", reason="the .sh scripts are tested on Linux"
 )
-needs_ffmpeg = pytest.mark.skipif(
-    not HAS_FFMPEG, reason="ffmpeg is not installed (test.sh installs it)"
-)
+needs_ffmpeg = pytest.mark.usefixtures("require_ffmpeg")
 
 SCRIPT = "convert/to_voice_wav.sh"
 

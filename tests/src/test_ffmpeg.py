@@ -15,11 +15,9 @@ from src.ffmpeg import (
     find_ffmpeg,
     prepend_bin_to_path,
 )
-from tests.media import HAS_FFMPEG, assert_voice_wav, make_mp3_stereo_44k, make_wav_8bit
+from tests.media import assert_voice_wav, make_mp3_stereo_44k, make_wav_8bit
 
-needs_ffmpeg = pytest.mark.skipif(
-    not HAS_FFMPEG, reason="ffmpeg is not installed (test.sh installs it)"
-)
+needs_ffmpeg = pytest.mark.usefixtures("require_ffmpeg")
 posix_only = pytest.mark.skipif(os.name == "nt", reason="uses POSIX exec bits")
 
 
