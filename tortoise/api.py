@@ -84,6 +84,7 @@ class TextToSpeech:
         aligner: object with `redact(audio (1, S), text, sample_rate) -> (1, S')` for [bracket] redaction;
             None creates the wav2vec2 aligner lazily on first use.
         cvvp_loader: called once to load CVVP when a CVVP weight is first used and `models.cvvp` is None.
+        rlg_loader: called once to load (rlg_auto, rlg_diffuser) for the random voice when they are None.
         model_name / model_hash: identify the AR checkpoint (latents caches and metadata are keyed on it).
     """
 
@@ -95,6 +96,7 @@ class TextToSpeech:
         plan: DevicePlan | None = None,
         aligner: Any | None = None,
         cvvp_loader: Callable[[], nn.Module] | None = None,
+        rlg_loader: Callable[[], tuple[nn.Module, nn.Module]] | None = None,
         model_name: str = "autoregressive",
         model_hash: str = "",
     ):
@@ -104,6 +106,7 @@ class TextToSpeech:
         self.plan = plan or resolve_device("auto")
         self.aligner = aligner
         self.cvvp_loader = cvvp_loader
+        self.rlg_loader = rlg_loader
         self.model_name = model_name
         self.model_hash = model_hash
         for name in ("autoregressive", "diffusion", "clvp", "vocoder", "cvvp", "rlg_auto", "rlg_diffuser"):
@@ -129,6 +132,7 @@ class TextToSpeech:
         autoregressive_path: str | Path | None = None,
         offline: bool | None = None,
         store: Any | None = None,
+        model_configs: dict[str, dict[str, Any]] | None = None,
     ) -> TextToSpeech:
         """Load (downloading on first use) the official models from `models_dir`.
 
@@ -136,6 +140,7 @@ class TextToSpeech:
             autoregressive_path: a fine-tuned AR checkpoint to use instead of autoregressive.pth.
             offline: never download; missing files raise ModelDownloadError listing them.
             store: a ModelStore to use (tests pass one pointed at a local server).
+            model_configs: registry name -> constructor overrides, for checkpoints of other sizes.
         """
         from tortoise import models as registry
         from tortoise.download import INFERENCE_FILES, ModelStore
@@ -144,30 +149,32 @@ class TextToSpeech:
         store = store or ModelStore(models_dir, offline=offline, overrides=overrides)
         paths = store.ensure(INFERENCE_FILES)
         plan = resolve_device(device, half=half, low_vram=low_vram)
+        configs = model_configs or {}
+
+        def load(name: str, path: Any) -> nn.Module:
+            return registry.load(name, path, **configs.get(name, {}))
+
         models = TTSModels(
-            autoregressive=registry.load("autoregressive", paths["autoregressive.pth"]),
-            diffusion=registry.load("diffusion_decoder", paths["diffusion_decoder.pth"]),
-            clvp=registry.load("clvp2", paths["clvp2.pth"]),
-            vocoder=registry.load("vocoder", paths["vocoder.pth"]),
+            autoregressive=load("autoregressive", paths["autoregressive.pth"]),
+            diffusion=load("diffusion_decoder", paths["diffusion_decoder.pth"]),
+            clvp=load("clvp2", paths["clvp2.pth"]),
+            vocoder=load("vocoder", paths["vocoder.pth"]),
         )
         ar_path = Path(paths["autoregressive.pth"])
         stat = ar_path.stat()
         # hashing 1.6 GB on every start is slow; size + mtime + name identify a checkpoint well enough
         quick_hash = sha256_of_text(f"{ar_path.name}:{stat.st_size}:{int(stat.st_mtime)}")[:8]
-        tts = cls(
+        return cls(
             models,
             VoiceBpeTokenizer(paths["tokenizer.json"]),
             load_mel_norms(paths["mel_norms.pth"]),
             plan,
-            cvvp_loader=lambda: registry.load("cvvp", store.get("cvvp.pth")),
+            cvvp_loader=lambda: load("cvvp", store.get("cvvp.pth")),
+            rlg_loader=lambda: (load("rlg_auto", store.get("rlg_auto.pth")),
+                                load("rlg_diffuser", store.get("rlg_diffuser.pth"))),
             model_name=ar_path.stem,
             model_hash=quick_hash,
         )
-        tts._rlg_loader = lambda: (
-            registry.load("rlg_auto", store.get("rlg_auto.pth")),
-            registry.load("rlg_diffuser", store.get("rlg_diffuser.pth")),
-        )
-        return tts
 
     # ------------------------------------------------------------------ conditioning
 
@@ -201,10 +208,9 @@ class TextToSpeech:
     ) -> ConditioningLatents:
         """Latents of a random voice from the RLG models (loaded on first use)."""
         if self.models.rlg_auto is None or self.models.rlg_diffuser is None:
-            loader = getattr(self, "_rlg_loader", None)
-            if loader is None:
+            if self.rlg_loader is None:
                 raise InvalidInputError("The random voice needs the rlg_auto/rlg_diffuser models.")
-            self.models.rlg_auto, self.models.rlg_diffuser = loader()
+            self.models.rlg_auto, self.models.rlg_diffuser = self.rlg_loader()
         with torch.inference_mode():
             ar = self.models.rlg_auto.cpu().sample(1, generator=generator)
             diff = self.models.rlg_diffuser.cpu().sample(1, generator=generator)

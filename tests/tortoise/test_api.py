@@ -9,6 +9,7 @@ from tests.app_doubles import tiny_tts
 from tests.conftest import speech_like
 from tortoise.api import TextToSpeech, TTSModels
 from tortoise.audio import save_wav
+from tortoise.device import resolve_device
 from tortoise.errors import GenerationCancelled, InvalidInputError, TextTooLongError
 from tortoise.latents import ConditioningLatents
 from tortoise.options import PRESETS, SAMPLERS
@@ -219,3 +220,46 @@ def test_cpu_half_precision_runs_the_ar_in_bf16(tiny_models, tokenizer_path, cli
     assert latents.autoregressive.dtype == torch.float32
     r = tts.tts("Half precision.", conditioning_latents=latents, seed=3, **FAST)
     assert torch.isfinite(r.waveforms[0]).all() and r.waveforms[0].shape[1] > 0
+
+
+def test_random_voice_models_load_on_first_use(tiny_models, tokenizer_path):
+    m = tiny_models
+    loads = []
+
+    def load_rlg():
+        loads.append(1)
+        return m.rlg_auto, m.rlg_diffuser
+
+    tts = TextToSpeech(
+        TTSModels(m.autoregressive, m.diffusion, m.clvp, m.vocoder),
+        VoiceBpeTokenizer(tokenizer_path), m.mel_norms, resolve_device("cpu"), rlg_loader=load_rlg,
+    )
+    assert loads == []
+    first = tts.get_random_conditioning_latents()
+    tts.get_random_conditioning_latents()
+    assert loads == [1] and first.method == "random"
+    bare = TextToSpeech(TTSModels(m.autoregressive, m.diffusion, m.clvp, m.vocoder),
+                        VoiceBpeTokenizer(tokenizer_path), m.mel_norms, resolve_device("cpu"))
+    with pytest.raises(InvalidInputError, match="random voice"):
+        bare.get_random_conditioning_latents()
+
+
+def test_from_dir_loads_checkpoints_from_disk_and_generates(tmp_path, reference_dir, golden, clips):
+    import shutil
+
+    models_dir = tmp_path / "models"
+    models_dir.mkdir()
+    configs = {}
+    for name, file in (("autoregressive", "autoregressive.pt"), ("diffusion_decoder", "diffusion.pt"),
+                       ("clvp2", "clvp.pt"), ("vocoder", "vocoder.pt"), ("cvvp", "cvvp.pt")):
+        g = golden(file)
+        configs[name] = g["config"]
+        state = {"model_g": g["state_dict"]} if name == "vocoder" else g["state_dict"]
+        torch.save(state, models_dir / f"{name}.pth")  # registry names are the file names
+    for asset in ("tokenizer.json", "mel_norms.pth"):
+        shutil.copy(reference_dir / asset, models_dir / asset)
+    tts = TextToSpeech.from_dir(models_dir, device="cpu", offline=True, model_configs=configs)
+    assert tts.model_name == "autoregressive" and len(tts.model_hash) == 8
+    result = tts.tts("Loaded from disk.", voice_samples=clips, seed=2, cvvp_amount=0.5,
+                     enable_redaction=False, **FAST)
+    assert result.notes == [] and torch.isfinite(result.waveforms[0]).all()
