@@ -2,7 +2,6 @@
 around the installed torch build. Runs in a temporary clone of a temporary local "origin"."""
 
 import os
-import shutil
 import sys
 
 import pytest
@@ -11,7 +10,6 @@ from tests.scripts.fakes import FakePython, make_checkout, run
 
 pytestmark = [
     pytest.mark.skipif(sys.platform != "linux", reason="the .sh scripts are tested on Linux"),
-    pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed"),
 ]
 
 FILES = ("update.sh", "scripts/setup-common.sh", "scripts/torch_build.py", "requirements.txt",
