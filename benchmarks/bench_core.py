@@ -59,7 +59,7 @@ from tortoise.sampling import make_code_sampler
 from tortoise.tokenizer import VoiceBpeTokenizer
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-REFERENCE_DIR = Path(os.environ.get("TORTOISE_REFERENCE", REPO_ROOT.parent / "shared" / "reference"))
+REFERENCE_DIR = Path(os.environ.get("TORTOISE_REFERENCE", REPO_ROOT / "tests" / "data" / "reference"))
 SEED = 1234
 TEXT = "The quick brown fox jumps over the lazy dog."  # 29 ids, about the 3 s that 64 codes make
 ALL_MODELS = ("autoregressive", "diffusion_decoder", "clvp2", "cvvp", "vocoder", "rlg_auto", "rlg_diffuser")

@@ -7,7 +7,9 @@ import pytest
 import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-REFERENCE_DIR = Path(os.environ.get("TORTOISE_REFERENCE", REPO_ROOT.parent / "shared" / "reference"))
+# The reference data (golden fixtures, manifests, derived tables, tokenizer.json, mel_norms.pth) ship with the
+# tests; TORTOISE_REFERENCE may point at another copy.
+REFERENCE_DIR = Path(os.environ.get("TORTOISE_REFERENCE", REPO_ROOT / "tests" / "data" / "reference"))
 GOLDEN_DIR = REFERENCE_DIR / "golden"
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
