@@ -10,12 +10,14 @@ import re
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+import pathvalidate
+
 from src.errors import InvalidVoiceName
 
 # Voices chosen in the Generate tab that have no folder of clips under voices/.
 SPECIAL_VOICES = ("random", "microphone")
 MAX_NAME_LENGTH = 100
-_FORBIDDEN_CHARS_RE = re.compile(r'[\x00-\x1f<>:"/\\|?*]')
+_FORBIDDEN_CHARS_RE = re.compile(r'[\x00-\x1f\x7f<>:"/\\|?*]')
 
 
 @dataclass(frozen=True)
@@ -111,30 +113,45 @@ class AppPaths:
 
 
 def validate_voice_name(name: str, *, allow_special: bool = False) -> str:
-    """Check that `name` can be a folder under voices/, results/ or training/ and return it stripped.
+    """Check that `name` can be a folder under voices/, results/ or training/ on every platform.
 
-    A name must be non-empty, at most 100 characters, must not start with a dot (hidden folders such
-    as `.temp` are not voices), and must not hold path separators or characters Windows forbids.
+    The app runs on Windows too, so a name Windows cannot hold is refused everywhere, keeping a folder
+    portable: no path separators or `< > : " | ? *`, no control characters, no reserved device names
+    (CON, NUL, COM1, LPT1, ... with or without an extension) and no trailing dot or space. A name must
+    also be non-empty, at most 100 characters, and must not start with a dot (hidden folders such as
+    `.temp` are not voices).
 
     Args:
         name: the name the user typed or picked.
         allow_special: accept `random` and `microphone` (results folders exist for them).
 
     Returns:
-        The name without surrounding whitespace.
+        The name, unchanged.
 
     Raises:
         InvalidVoiceName: with the reason.
     """
-    cleaned = (name or "").strip()
-    if not cleaned:
-        raise InvalidVoiceName(name or "", "it is empty; type a name")
-    if len(cleaned) > MAX_NAME_LENGTH:
-        raise InvalidVoiceName(cleaned, f"it is longer than {MAX_NAME_LENGTH} characters")
-    if cleaned.startswith("."):
-        raise InvalidVoiceName(cleaned, "it starts with a dot")
-    if _FORBIDDEN_CHARS_RE.search(cleaned):
-        raise InvalidVoiceName(cleaned, 'it contains a slash or one of < > : " | ? *')
-    if cleaned.lower() in SPECIAL_VOICES and not allow_special:
-        raise InvalidVoiceName(cleaned, "this name is reserved for a built-in voice")
-    return cleaned
+    name = name or ""
+    if not name.strip():
+        raise InvalidVoiceName(name, "it is empty; type a name")
+    if len(name) > MAX_NAME_LENGTH:
+        raise InvalidVoiceName(name, f"it is longer than {MAX_NAME_LENGTH} characters")
+    if name.startswith("."):
+        raise InvalidVoiceName(name, "it starts with a dot")
+    if name != name.lstrip():
+        raise InvalidVoiceName(name, "it starts with a space; remove it")
+    if _FORBIDDEN_CHARS_RE.search(name):
+        raise InvalidVoiceName(name, 'it contains a control character, a slash or one of < > : " | ? *')
+    try:
+        pathvalidate.validate_filename(name, platform="windows", max_len=MAX_NAME_LENGTH)
+    except pathvalidate.ValidationError as exc:
+        if exc.reason == pathvalidate.ErrorReason.RESERVED_NAME:
+            reserved = "Windows reserves this name (CON, PRN, AUX, NUL, COM1-9, LPT1-9)"
+            raise InvalidVoiceName(name, reserved) from exc
+        if name.rstrip(" .") != name:
+            trailing = "it ends with a space or a dot, which Windows does not allow"
+            raise InvalidVoiceName(name, trailing) from exc
+        raise InvalidVoiceName(name, "Windows cannot use it as a folder name") from exc
+    if name.lower() in SPECIAL_VOICES and not allow_special:
+        raise InvalidVoiceName(name, "this name is reserved for a built-in voice")
+    return name

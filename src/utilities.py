@@ -195,7 +195,7 @@ def import_voice(
         InvalidInput: no files, or none of them is usable (each one's reason is given).
         UnsafeLatents / MetadataError: the embedded latents were refused.
     """
-    voice = validate_voice_name(name)
+    voice = validate_voice_name((name or "").strip())  # a typed name: surrounding spaces are trimmed
     if voice.lower() in existing_voice_names(paths):
         raise VoiceExists(voice, suggest_voice_name(paths, voice))
     uploads = [Path(f) for f in files or () if f]

@@ -49,13 +49,32 @@ def test_results_and_training_dirs_created_on_request(tmp_path):
     assert not paths.results_dir_for("random").exists()
     assert paths.results_dir_for("random", create=True).is_dir()
     assert paths.training_dir_for("mary", create=True) == tmp_path / "training" / "mary"
-    assert paths.voice_dir(" mary ") == tmp_path / "voices" / "mary"
+    assert paths.voice_dir("mary") == tmp_path / "voices" / "mary"
 
 
-@pytest.mark.parametrize("name", ["", "   ", "../etc", "a/b", "a\\b", ".temp", "x" * 101, "a:b", "random"])
+@pytest.mark.parametrize(
+    "name", ["", "   ", "../etc", "a/b", "a\\b", ".temp", "x" * 101, "a:b", "random", "a\x1b[31m", " lead"]
+)
 def test_bad_voice_names_rejected(name):
     with pytest.raises(InvalidVoiceName):
         validate_voice_name(name)
+
+
+@pytest.mark.parametrize("name", ["con", "CON", "nul", "Aux", "prn", "com1", "COM9", "lpt1", "nul.txt"])
+def test_windows_reserved_names_refused_on_every_platform(name):
+    with pytest.raises(InvalidVoiceName, match="Windows reserves this name"):
+        validate_voice_name(name)
+
+
+@pytest.mark.parametrize("name", ["mary.", "mary ", "mary. ", "mary..."])
+def test_trailing_dots_and_spaces_refused(name):
+    with pytest.raises(InvalidVoiceName, match="ends with a space or a dot"):
+        validate_voice_name(name)
+
+
+@pytest.mark.parametrize("name", ["mary", "Mary Ann (2)", "console", "nully", "com10", "v1.2", "Émilie"])
+def test_portable_names_accepted_unchanged(name):
+    assert validate_voice_name(name) == name
 
 
 def test_special_voices_allowed_where_asked(tmp_path):
