@@ -102,7 +102,8 @@ def distributions_of(import_name: str) -> set[str]:
 
 
 def dependency_closure(roots: set[str]) -> set[str]:
-    """Every installed distribution reachable from `roots` through Requires-Dist (markers evaluated, no extras)."""
+    """Every installed distribution reachable from `roots` through Requires-Dist (markers evaluated, no
+    extras)."""
     seen: set[str] = set()
     stack = list(roots)
     while stack:
@@ -133,7 +134,8 @@ def test_every_import_is_stdlib_or_a_pinned_runtime_requirement():
             continue
         dists = distributions_of(name)
         if not dists & pins.keys():
-            problems.append(f"'{name}' ({', '.join(places[:3])}) maps to {sorted(dists) or 'no installed package'}")
+            found = sorted(dists) or "no installed package"
+            problems.append(f"'{name}' ({', '.join(places[:3])}) maps to {found}")
     assert not problems, "imports with no pinned runtime requirement:\n" + "\n".join(problems)
 
 

@@ -12,6 +12,9 @@ from src.context import AppContext
 from src.ui import tab_generate, tab_history, tab_settings, tab_training, tab_utilities
 
 TITLE = "AI Voice Cloning"
+# Set by the page-load events once the last Generate values are restored: tests and scripts wait on this
+# element (`#app-ready [data-ready]`) instead of guessing with timeouts or network silence.
+READY_MARKER = '<span data-ready="1" hidden></span>'
 TABS = ("Generate", "History", "Utilities", "Training", "Settings")
 
 
@@ -35,6 +38,7 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
                 components["training"] = tab_training.build(ctx)
             with gr.Tab("Settings", id="settings"):
                 components["settings"] = tab_settings.build(ctx)
+        ready = gr.HTML("", elem_id="app-ready", padding=False)
         history = components["history"]
         history_tab.select(  # new outputs since the page loaded show up when History is opened
             lambda voice: tab_history.refresh(ctx, voice),
@@ -58,7 +62,7 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
             lambda: tab_generate.restored_values(ctx),
             outputs=[generate[name] for name in tab_generate.RESTORED_FIELDS],
             api_visibility="private",
-        )
+        ).then(lambda: READY_MARKER, outputs=ready, api_visibility="private")
         for warning in ctx.startup_warnings:
             demo.load(lambda text=warning: gr.Warning(text), api_visibility="private")
     demo.app_components = components

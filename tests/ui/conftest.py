@@ -8,6 +8,31 @@ from playwright import sync_api
 
 from tests.app_doubles import TINY_TTS_OPTIONS, make_voice, tiny_tts, write_corrupt_clip
 
+# Generous upper bounds: on a busy 2-core machine a page load or a toast can take a minute. Every wait below
+# ends as soon as its condition holds, so a fast machine never waits this long.
+ACTION_TIMEOUT_MS = 120_000
+PAGE_TIMEOUT_MS = 180_000
+sync_api.expect.set_options(timeout=ACTION_TIMEOUT_MS)
+
+
+def open_app_page(browser, url: str, *, ready_selector: str = "#app-ready [data-ready]"):
+    """A new page on the app at `url`, returned once the app's page-load events have run.
+
+    Waits on the app's own readiness marker (set after the last Generate values are restored), not on
+    network silence, which a page with timers may never reach.
+    """
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(ACTION_TIMEOUT_MS)
+    page.set_default_navigation_timeout(PAGE_TIMEOUT_MS)
+    return goto_app(page, url, ready_selector=ready_selector)
+
+
+def goto_app(page, url: str, *, ready_selector: str = "#app-ready [data-ready]"):
+    """(Re)load the app in `page` and wait for its readiness marker; returns the page."""
+    page.goto(url)
+    page.wait_for_selector(ready_selector, state="attached", timeout=PAGE_TIMEOUT_MS)
+    return page
+
 
 def free_port() -> int:
     with socket.socket() as s:

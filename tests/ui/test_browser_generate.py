@@ -12,12 +12,13 @@ from playwright import sync_api
 
 from src.metadata import read_metadata
 from tests.conftest import REPO_ROOT
+from tests.ui.conftest import open_app_page
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 ARTIFACTS = REPO_ROOT / "test-artifacts"
-RUN_TIMEOUT_MS = 120_000
-MESSAGE_TIMEOUT_MS = 30_000
+RUN_TIMEOUT_MS = 300_000
+MESSAGE_TIMEOUT_MS = 120_000
 # Gradio's player draws the decoded clip with wavesurfer, in canvases inside a shadow root.
 PLAYER_LOADED = """(id) => {
     const host = document.querySelector(id + ' #waveform > div');
@@ -27,10 +28,7 @@ PLAYER_LOADED = """(id) => {
 
 @pytest.fixture
 def page(browser, served_app):
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    page.goto(served_app.url)
-    page.wait_for_selector("#gen-text textarea")
-    page.wait_for_load_state("networkidle")  # the page-load restore of the last values has run
+    page = open_app_page(browser, served_app.url)  # the page-load restore of the last values has run
     yield page
     page.close()
 

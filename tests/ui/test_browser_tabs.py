@@ -20,7 +20,7 @@ from src.metadata import read_metadata
 from tests.app_doubles import TINY_TTS_OPTIONS, make_voice, tiny_tts
 from tests.conftest import REPO_ROOT, speech_like
 from tests.generated_files import malicious_latents_b64, metadata, write_generated
-from tests.ui.conftest import free_port
+from tests.ui.conftest import free_port, open_app_page
 from tortoise.latents import ConditioningLatents
 
 expect = sync_api.expect
@@ -29,8 +29,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 ARTIFACTS = REPO_ROOT / "test-artifacts"
 RUN_TIMEOUT_MS = 180_000
-TIMEOUT_MS = 30_000
-PAGE_TIMEOUT_MS = 90_000
+TIMEOUT_MS = 120_000
 SETTINGS = {  # what the generation in `generated` sets, as the Generate controls show it
     "gen-seed": "1234",
     "gen-num_autoregressive_samples": "4",
@@ -74,12 +73,7 @@ def served(root, model):
 
 
 def open_page(browser, url):
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    page.goto(url, timeout=PAGE_TIMEOUT_MS)
-    page.wait_for_selector("#gen-text textarea", timeout=PAGE_TIMEOUT_MS)
-    # page-load events (restore, update check) have run; slow on a busy machine
-    page.wait_for_load_state("networkidle", timeout=PAGE_TIMEOUT_MS)
-    return page
+    return open_app_page(browser, url)  # page-load events (restore) have run; slow on a busy machine
 
 
 @pytest.fixture

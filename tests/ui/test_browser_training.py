@@ -23,7 +23,7 @@ from tests.training_doubles import (
     scripted_transcriber_factory,
     tiny_trainer_args,
 )
-from tests.ui.conftest import free_port
+from tests.ui.conftest import free_port, goto_app, open_app_page
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -31,7 +31,7 @@ ARTIFACTS = REPO_ROOT / "test-artifacts"
 TRAIN_TIMEOUT_MS = (
     180_000  # the trainer imports torch and encodes the clips first (busy 2-core box)
 )
-MESSAGE_TIMEOUT_MS = 30_000
+MESSAGE_TIMEOUT_MS = 120_000
 # a player is loaded when its <audio> knows the duration, or its waveform shows one
 PLAYER_LOADED = """(id) => [...document.querySelectorAll(id + ' audio')]
     .some((a) => a.readyState >= 1 && a.duration > 0)
@@ -83,15 +83,14 @@ def training_app(tmp_path_factory, tiny_models):
 
 @pytest.fixture
 def page(browser, training_app):
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page = open_app_page(browser, training_app.url)
     open_training(page, training_app.url)
     yield page
     page.close()
 
 
 def open_training(page, url, sub_tab="Prepare Dataset"):
-    page.goto(url)
-    page.wait_for_selector("#gen-run")
+    goto_app(page, url)
     page.get_by_role("tab", name="Training").click()
     page.get_by_role("tab", name=sub_tab).click()
 
