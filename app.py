@@ -185,13 +185,18 @@ def _serve_mounted(ctx, demo, listen: ListenAddress, auth, allowed, gr) -> Runni
     return RunningApp(ctx, demo, url, [close])
 
 
-def _page_answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 - our own local URL
-            return response.status == 200
-    except OSError as error:
-        log.error("The page at %s did not answer: %s", url, error)
-        return False
+def _page_answers(url: str, *, within_s: float = 120.0) -> bool:
+    """True once the page answers HTTP 200; retried until `within_s` (a busy machine renders slowly)."""
+    deadline = time.monotonic() + within_s
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=30) as response:  # noqa: S310 - our own local URL
+                return response.status == 200
+        except OSError as error:
+            if time.monotonic() >= deadline:
+                log.error("The page at %s did not answer: %s", url, error)
+                return False
+            time.sleep(0.5)
 
 
 def _set_environment(paths: AppPaths, settings: AppSettings) -> None:

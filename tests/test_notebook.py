@@ -57,7 +57,7 @@ def execute(
     nb.cells.insert(at + 1, nbformat.v4.new_code_cell("\n".join([*lines, extra_code])))
     cwd.mkdir(parents=True, exist_ok=True)
     client = NotebookClient(
-        nb, kernel_name=kernel_name, timeout=120, resources={"metadata": {"path": str(cwd)}}
+        nb, kernel_name=kernel_name, timeout=600, resources={"metadata": {"path": str(cwd)}}
     )
     client.execute()
     return nb

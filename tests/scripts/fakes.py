@@ -154,7 +154,7 @@ def make_checkout(root: Path, *paths: str) -> Path:
 
 
 def run(
-    cmd: list[str], cwd: Path, env: dict[str, str], timeout: float = 60
+    cmd: list[str], cwd: Path, env: dict[str, str], timeout: float = 300
 ) -> subprocess.CompletedProcess:
     """Run ``cmd`` without a terminal or stdin and capture its text output."""
     return subprocess.run(

@@ -25,7 +25,7 @@ from src.train_progress import (
 from src.train_runner import EXIT_NAME, LOCK_NAME, LOG_NAME, TrainRunner, configured_voices
 from tests.training_doubles import FAKE_TRAINER, TRAINER_ENV, fake_trainer_launcher
 
-WAIT_S = 60
+WAIT_S = 240  # an upper bound for a busy machine; waits end as soon as their condition holds
 
 
 @pytest.fixture

@@ -32,7 +32,7 @@ from tests.training_doubles import (
     scripted_transcriber_factory,
 )
 
-WAIT_S = 60
+WAIT_S = 240  # an upper bound for a busy machine; waits end as soon as their condition holds
 
 
 @pytest.fixture
