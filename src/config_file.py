@@ -12,11 +12,12 @@ import logging
 import os
 import types
 import typing
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar
+
+from src.atomic import write_json_atomic  # re-exported: callers save settings files through this module
 
 log = logging.getLogger(__name__)
 
@@ -118,21 +119,6 @@ def load_config(path: str | os.PathLike[str], schema: ConfigSchema[T]) -> LoadRe
 def save_config(path: str | os.PathLike[str], value: Any, version: int) -> None:
     """Write a dataclass as tab-indented JSON with its schema_version, atomically."""
     write_json_atomic(path, {VERSION_KEY: version, **dataclasses.asdict(value)})
-
-
-def write_json_atomic(path: str | os.PathLike[str], data: Any, *, indent: str | None = "\t") -> None:
-    """Write JSON to a temporary file beside `path`, then rename it over `path`.
-
-    Readers therefore see the old file or the new one, never half of one. Parent folders are created.
-    """
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.tmp")
-    try:
-        temporary.write_text(json.dumps(data, indent=indent, ensure_ascii=False) + "\n", encoding="utf-8")
-        os.replace(temporary, target)
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 def coerce_fields(cls: type, data: Mapping[str, Any]) -> tuple[dict[str, Any], list[str], dict[str, Any]]:

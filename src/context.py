@@ -9,12 +9,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from src.asr import Transcriber, create_transcriber
 from src.engine import Loader, TTSEngine, loader_from_settings
 from src.generate import Generator
 from src.paths import AppPaths
 from src.settings import AppSettings, GenerateDefaults, load_generate_defaults
-from src.train_runner import TrainRunner
+from src.training.asr import Transcriber, create_transcriber
+from src.training.runner import TrainRunner
 from src.voices import VoiceLibrary
 
 # (backend, model) -> a Whisper transcriber; tests inject one that needs no model.
@@ -36,7 +36,7 @@ class AppContext:
         tts_options: GenerationOptions fields passed to every generation (tests shorten outputs).
         startup_warnings: problems found while reading config files, to show once in the UI.
         transcriber_factory: builds the Whisper transcriber for Prepare Dataset from (backend,
-            model); default `src.asr.create_transcriber` (models cached in models/whisper/).
+            model); default `src.training.asr.create_transcriber` (models cached in models/whisper/).
         trainer_args: extra `python -m tortoise.training` flags for every run (tests pass tiny
             model sizes); trainer_env: environment variables added for the trainer.
     """

@@ -23,7 +23,8 @@ import music_tag
 import mutagen
 import torch
 
-from src.config_file import coerce_fields, write_json_atomic
+from src.atomic import write_json_atomic
+from src.config_file import coerce_fields
 from src.errors import MetadataError, SettingsError, UnsafeLatents
 from src.prompting import strip_emotion_prefix
 from src.settings import EXPERIMENTAL_FLAGS, GenerateDefaults, update_setting

@@ -13,7 +13,7 @@ from src.paths import AppPaths
 
 BASE_MODEL_FILE = "autoregressive.pth"
 BASE_MODEL_VALUE = ""  # the dropdown value meaning "the base model" (stored as null in exec.json)
-FINETUNE_RUN_FOLDER = "finetune"  # training/<run>/finetune/, as src.finetune lays runs out
+FINETUNE_RUN_FOLDER = "finetune"  # training/<run>/finetune/, as src.training.finetune lays runs out
 CHECKPOINT_SUFFIX = "_gpt.pth"  # DLAS names AR checkpoints <step>_gpt.pth
 _STEP_RE = re.compile(r"^(\d+)_gpt\.pth$")
 

@@ -11,7 +11,6 @@ import json
 import logging
 import os
 import re
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,7 +20,7 @@ from typing import Any
 import soundfile as sf
 import torch
 
-from src.config_file import write_json_atomic
+from src.atomic import replacing, write_json_atomic
 from src.errors import ResultNotFound
 from src.metadata import (
     GenerationMetadata,
@@ -164,14 +163,10 @@ def save_clip(
         `path`.
     """
     target = Path(path)
-    temporary = target.with_name(f".{target.stem}.{uuid.uuid4().hex[:12]}.tmp.wav")
-    try:
+    with replacing(target, suffix=".tmp.wav") as temporary:
         save_wav(temporary, wav, sample_rate)
         if metadata is not None and embed:
             embed_metadata(temporary, metadata)
-        os.replace(temporary, target)
-    finally:
-        temporary.unlink(missing_ok=True)
     if metadata is not None and not embed:
         write_sidecar(target, metadata)
     return target

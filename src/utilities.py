@@ -14,7 +14,6 @@ import shutil
 import tempfile
 import time
 import uuid
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,17 +22,16 @@ from src.errors import InvalidInput, MetadataError
 from src.ffmpeg import FfmpegMissing, find_ffmpeg
 from src.metadata import GenerationMetadata, decode_latents_bytes, read_metadata
 from src.paths import MAX_NAME_LENGTH, SPECIAL_VOICES, AppPaths, validate_voice_name
-from src.voices import LEGACY_LATENTS_FILE
-from tortoise.audio import VOICE_SAMPLE_RATE, load_audio, save_wav
-from tortoise.errors import AudioLoadError, WeightsError
-from tortoise.latents import MIN_CLIP_SAMPLES, ConditioningLatents
+from src.voices import LEGACY_LATENTS_FILE, load_checked_clip
+from tortoise.audio import VOICE_SAMPLE_RATE, save_wav
+from tortoise.errors import WeightsError
+from tortoise.latents import ConditioningLatents
 
 log = logging.getLogger(__name__)
 
 EXPORT_FOLDER = "ai-voice-cloning-latents"  # under the system temp folder
 EXPORT_KEEP_S = 24 * 3600.0  # exports older than this are removed at the next export
 LATENTS_FILE = LEGACY_LATENTS_FILE  # `cond_latents.pth`: drop it into voices/<name>/ to use it
-SILENT_PEAK = 1e-3  # a clip whose loudest sample is below -60 dBFS carries no voice
 _UNSAFE_NAME_CHARS = re.compile(r'[\x00-\x1f<>:"/\\|?*]+')
 _CLIP_NAME_CHARS = re.compile(r"[^\w.\- ]+")
 
@@ -271,20 +269,8 @@ def _load_clip(path: Path, ffmpeg: str | None):
     """(mono clip (1, S) at 22.05 kHz, None) or (None, the reason in plain words)."""
     if path.suffix.lower() == ".json":
         return None, "a settings file, not audio"
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # scaling and silence are judged below, in plain words
-            clip = load_audio(path, VOICE_SAMPLE_RATE, use_channel_mean=True, ffmpeg_path=ffmpeg)
-    except AudioLoadError as error:
-        return None, f"cannot be read as audio ({str(error).split(': /')[0]})"
-    if clip.shape[-1] < MIN_CLIP_SAMPLES:
-        return (
-            None,
-            f"too short ({clip.shape[-1] / VOICE_SAMPLE_RATE:.2f} s; at least 0.5 s needed)",
-        )
-    if clip.abs().max().item() < SILENT_PEAK:
-        return None, "silent"
-    return clip, None
+    clip, problem = load_checked_clip(path, use_channel_mean=True, ffmpeg_path=ffmpeg)
+    return (None, problem) if problem else (clip, None)
 
 
 def _ffmpeg(paths: AppPaths) -> str | None:

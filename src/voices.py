@@ -209,7 +209,7 @@ class VoiceLibrary:
         files = self.clip_files(voice)
         clips, kept, skipped = [], [], []
         for file in files:
-            clip, problem = _load_checked(file)
+            clip, problem = load_checked_clip(file)
             if problem is None:
                 clips.append(clip)
                 kept.append(file)
@@ -231,7 +231,7 @@ class VoiceLibrary:
             for file in self.clip_files(part):
                 if total >= limit:
                     break
-                clip, problem = _load_checked(file)
+                clip, problem = load_checked_clip(file)
                 if problem is None:
                     pieces.append(clip[:, : limit - total])
                     total += pieces[-1].shape[-1]
@@ -306,7 +306,7 @@ class VoiceLibrary:
                 "The voice is 'microphone' but there is no recording. Record (or upload) a clip in "
                 "Microphone Source first, or pick another voice."
             )
-        clip, problem = _load_checked(Path(mic_audio))
+        clip, problem = load_checked_clip(Path(mic_audio))
         if problem is not None:
             raise InvalidInput(
                 f"The microphone recording cannot be used: {problem}. Record it again."
@@ -395,17 +395,29 @@ def _is_plain_name(name: str) -> bool:
     return True
 
 
-def _load_checked(path: Path) -> tuple[torch.Tensor, str | None]:
-    """(clip (1, S) at 22.05 kHz, None) or (empty, the reason in plain words)."""
+def load_checked_clip(
+    path: Path, *, use_channel_mean: bool = False, ffmpeg_path: str | None = None
+) -> tuple[torch.Tensor, str | None]:
+    """Load a voice clip and judge whether it can condition a voice: the one clip check of the app.
+
+    Args:
+        path: an audio file.
+        use_channel_mean: average the channels (imports) instead of keeping the first (the official way).
+        ffmpeg_path: ffmpeg for formats libsndfile cannot read.
+
+    Returns:
+        (clip (1, S) at 22.05 kHz, None), or (an empty clip, the reason in plain words: unreadable,
+        too short, silent).
+    """
     empty = torch.zeros(1, 0)
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter(
-                "ignore"
-            )  # silence and bad scaling are judged below, in plain words
-            clip = load_audio(path, VOICE_SAMPLE_RATE)
+            warnings.simplefilter("ignore")  # silence and bad scaling are judged below, in plain words
+            clip = load_audio(
+                path, VOICE_SAMPLE_RATE, use_channel_mean=use_channel_mean, ffmpeg_path=ffmpeg_path
+            )
     except AudioLoadError as error:
-        return empty, f"cannot be read ({_reason(error)})"
+        return empty, f"cannot be read as audio ({_reason(error)})"
     seconds = clip.shape[-1] / VOICE_SAMPLE_RATE
     if clip.shape[-1] < MIN_CLIP_SAMPLES:
         return (

@@ -10,8 +10,8 @@ from pathlib import Path
 import torch
 import yaml
 
-from src.asr import ASR_SAMPLE_RATE, Transcriber
 from src.paths import AppPaths
+from src.training.asr import ASR_SAMPLE_RATE, Transcriber
 from tests.conftest import REFERENCE_DIR, load_golden
 
 SENTENCES = (

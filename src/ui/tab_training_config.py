@@ -13,7 +13,9 @@ import gradio as gr
 
 from src.context import AppContext
 from src.errors import DatasetEmpty, InvalidInput
-from src.finetune import (
+from src.models_catalog import list_autoregressive_models
+from src.settings import FieldSpec
+from src.training.finetune import (
     TrainingConfig,
     load_training_config,
     parse_lr_schedule,
@@ -21,9 +23,7 @@ from src.finetune import (
     validate_config,
     write_training_files,
 )
-from src.models_catalog import list_autoregressive_models
-from src.settings import FieldSpec
-from src.train_runner import configured_voices
+from src.training.runner import configured_voices
 from src.ui.common import component_for, named_handler, specs_by_name
 from src.ui.errors import ui_handler
 from src.ui.tab_training_dataset import PRIVATE, keep_choice, wire_quietly

@@ -13,7 +13,11 @@ import numpy as np
 import soundfile as sf
 
 from src.context import AppContext
-from src.dataset import (
+from src.errors import InvalidInput, TrainingError
+from src.ffmpeg import FfmpegError, find_ffmpeg
+from src.paths import SPECIAL_VOICES
+from src.settings import WHISPER_BACKENDS, WHISPER_MODELS
+from src.training.dataset import (
     ClipFlag,
     DatasetClip,
     DatasetOptions,
@@ -23,10 +27,6 @@ from src.dataset import (
     load_dataset,
     prepare_dataset,
 )
-from src.errors import InvalidInput, TrainingError
-from src.ffmpeg import FfmpegError, find_ffmpeg
-from src.paths import SPECIAL_VOICES
-from src.settings import WHISPER_BACKENDS, WHISPER_MODELS
 from src.ui.common import named_handler
 from src.ui.errors import ui_handler
 from tortoise.tokenizer import VoiceBpeTokenizer

@@ -11,7 +11,7 @@ import pandas as pd
 
 from src.context import AppContext
 from src.errors import InvalidInput
-from src.train_runner import TrainingStatus, configured_voices
+from src.training.runner import TrainingStatus, configured_voices
 from src.ui.errors import ui_handler
 from src.ui.tab_training_dataset import PRIVATE, clip_audio, keep_choice
 

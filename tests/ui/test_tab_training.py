@@ -9,8 +9,8 @@ import gradio as gr
 import pytest
 import yaml
 
-from src.dataset import DatasetOptions
-from src.train_runner import TrainRunner
+from src.training.dataset import DatasetOptions
+from src.training.runner import TrainRunner
 from src.ui import (
     tab_training,
     tab_training_config,

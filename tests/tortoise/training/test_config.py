@@ -2,7 +2,7 @@
 
 import pytest
 
-from src.finetune import TrainingConfig, write_training_files
+from src.training.finetune import TrainingConfig, write_training_files
 from tests.tortoise.training.conftest import make_dataset
 from tortoise.models import build
 from tortoise.training import TrainingError, load_config

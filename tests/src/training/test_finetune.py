@@ -7,7 +7,8 @@ import pytest
 import yaml
 
 from src.errors import AppError, DatasetEmpty, InvalidInput, InvalidVoiceName, TrainingError
-from src.finetune import (
+from src.paths import AppPaths
+from src.training.finetune import (
     DEFAULT_LR_SCHEDULE,
     RUN_FOLDER,
     DatasetInfo,
@@ -21,7 +22,6 @@ from src.finetune import (
     validate_config,
     write_training_files,
 )
-from src.paths import AppPaths
 
 
 def seed(config=None, lines=300, **kwargs):

@@ -18,7 +18,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,9 +25,10 @@ from typing import Any
 
 import yaml
 
+from src.atomic import write_json_atomic
 from src.errors import TrainingError
 from src.paths import AppPaths
-from src.train_progress import (
+from src.training.progress import (
     CheckpointInfo,
     MetricsReader,
     PlotFrames,
@@ -41,13 +41,13 @@ from src.train_progress import (
 
 log = logging.getLogger(__name__)
 
-CODE_ROOT = Path(__file__).resolve().parents[1]  # where the `tortoise` package is importable from
+CODE_ROOT = Path(__file__).resolve().parents[2]  # where the `tortoise` package is importable from
 TRAINER_MODULE = "tortoise.training"
 CONFIG_NAME = "train.yaml"
 LOCK_NAME = "train.pid"
 LOG_NAME = "train.log"
 EXIT_NAME = "train.exit"
-RUN_FOLDER = "finetune"  # training/<voice>/finetune/, as src.finetune writes path.run_dir
+RUN_FOLDER = "finetune"  # training/<voice>/finetune/, as src.training.finetune writes path.run_dir
 METRICS_NAME = "metrics.jsonl"
 DEFAULT_STOP_TIMEOUT_S = 120.0  # a graceful stop saves a checkpoint (and its sample) first
 MAX_LINE = 600  # characters of one log line in a message
@@ -196,15 +196,6 @@ def _kill_tree(pid: int) -> None:
             )  # started with start_new_session: its group id is its pid
     except OSError as error:
         log.info("could not kill process group %d: %s", pid, error)
-
-
-def _write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
-    try:
-        temporary.write_text(json.dumps(dict(data), indent="\t"), encoding="utf-8")
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -573,12 +564,12 @@ class TrainRunner:
         return _run_info(voice, data)
 
     def _write_lock(self, info: RunInfo) -> None:
-        _write_json_atomic(self.folder(info.voice) / LOCK_NAME, _info_dict(info))
+        write_json_atomic(self.folder(info.voice) / LOCK_NAME, _info_dict(info))
 
     def _write_exit(self, info: RunInfo, code: int | None, stop_requested_at: float | None) -> None:
         data = {**_info_dict(info), "exit_code": code, "ended_at": time.time(),
                 "stop_requested_at": stop_requested_at}  # fmt: skip
-        _write_json_atomic(self.folder(info.voice) / EXIT_NAME, data)
+        write_json_atomic(self.folder(info.voice) / EXIT_NAME, data)
 
     def _last_exit_info(self, voice: str) -> RunInfo | None:
         data = _read_json(self.folder(voice) / EXIT_NAME)

@@ -19,8 +19,9 @@ from pathlib import Path
 import soundfile as sf
 import torch
 
-from src.asr import ASR_SAMPLE_RATE, Segment, Transcriber
+from src.atomic import write_text_atomic
 from src.errors import AppError, DatasetEmpty, InvalidInput, VoiceNotFound
+from src.training.asr import ASR_SAMPLE_RATE, Segment, Transcriber
 from tortoise.audio import VOICE_SAMPLE_RATE, read_audio, resample, save_wav
 from tortoise.errors import AudioLoadError
 from tortoise.tokenizer import UNK_TOKEN_ID, VoiceBpeTokenizer
@@ -306,7 +307,7 @@ def prepare_dataset(
             raise DatasetEmpty(_no_clips_message(voice_path, summary))
         _replace_audio_folder(staging, dataset_dir / AUDIO_FOLDER)
         _write_lists(dataset_dir, summary.clips)
-        _write_text_atomic(dataset_dir / WHISPER_JSON, json.dumps(results, indent="\t", ensure_ascii=False))
+        write_text_atomic(dataset_dir / WHISPER_JSON, json.dumps(results, indent="\t", ensure_ascii=False))
     finally:
         shutil.rmtree(staging, ignore_errors=True)
         if unload_transcriber:
@@ -446,7 +447,7 @@ def edit_clip_text(
     lines, split, position = _find_clip(folder, clip_path)
     fields = lines[position].split("|")
     lines[position] = "|".join([fields[0], cleaned, *fields[2:]])
-    _write_text_atomic(folder / _list_name(split), "\n".join(lines))
+    write_text_atomic(folder / _list_name(split), "\n".join(lines))
     return _clip_from_line(folder, lines[position], split, tokenizer)
 
 
@@ -459,7 +460,7 @@ def delete_clip(dataset_dir: str | os.PathLike[str], clip_path: str, delete_audi
     folder = Path(dataset_dir)
     lines, split, position = _find_clip(folder, clip_path)
     del lines[position]
-    _write_text_atomic(folder / _list_name(split), "\n".join(lines))
+    write_text_atomic(folder / _list_name(split), "\n".join(lines))
     audio_path = (folder / clip_path).resolve()
     if delete_audio and audio_path.is_relative_to(folder.resolve()):
         audio_path.unlink(missing_ok=True)
@@ -525,15 +526,6 @@ def _replace_audio_folder(staging: Path, target: Path) -> None:
 def _write_lists(folder: Path, clips: list[DatasetClip]) -> None:
     for split in ("train", "validation"):
         lines = [f"{c.path}|{c.text}" for c in clips if c.split == split]
-        _write_text_atomic(folder / _list_name(split), "\n".join(lines))
+        write_text_atomic(folder / _list_name(split), "\n".join(lines))
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
-    """Write UTF-8 text beside `path` and rename it over `path`, so readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
-    try:
-        temporary.write_text(text, encoding="utf-8", newline="\n")
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)

@@ -9,14 +9,14 @@ import dataclasses
 import json
 import math
 import os
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from src.config_file import coerce_fields, write_json_atomic
+from src.atomic import write_json_atomic, write_text_atomic
+from src.config_file import coerce_fields
 from src.errors import DatasetEmpty, InvalidInput, TrainingError
 from src.paths import AppPaths, validate_voice_name
 
@@ -529,7 +529,7 @@ def write_training_files(
     data = build_yaml(config, dataset, schedule, source, resume, folder / RUN_FOLDER, models_dir)
     yaml_path, json_path = folder / YAML_NAME, folder / JSON_NAME
     header = "# Written by the Training tab from train.json; change the form and Save instead of editing.\n"
-    _write_text_atomic(yaml_path, header + yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+    write_text_atomic(yaml_path, header + yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
     write_json_atomic(json_path, {"schema_version": SCHEMA_VERSION, **dataclasses.asdict(config)})
     messages.append(f"Training settings saved to: {yaml_path}")
     return SavedTraining(config, schedule, yaml_path, json_path, tuple(messages))
@@ -597,11 +597,3 @@ def _count_lines(path: Path) -> int:
     return sum(1 for line in path.read_text(encoding="utf-8").split("\n") if line.strip())
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
-    try:
-        temporary.write_text(text, encoding="utf-8")
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)

@@ -13,7 +13,7 @@ import yaml
 from src.errors import TrainingError
 from src.models_catalog import list_autoregressive_models
 from src.paths import AppPaths
-from src.train_progress import (
+from src.training.progress import (
     MetricsReader,
     TrainingProgress,
     format_duration,
@@ -22,7 +22,7 @@ from src.train_progress import (
     progress_from,
     tail_lines,
 )
-from src.train_runner import EXIT_NAME, LOCK_NAME, LOG_NAME, TrainRunner, configured_voices
+from src.training.runner import EXIT_NAME, LOCK_NAME, LOG_NAME, TrainRunner, configured_voices
 from tests.training_doubles import FAKE_TRAINER, TRAINER_ENV, fake_trainer_launcher
 
 WAIT_S = 240  # an upper bound for a busy machine; waits end as soon as their condition holds
@@ -346,8 +346,8 @@ def test_progress_fraction_bounds():
 
 @pytest.mark.slow
 def test_real_trainer_on_the_tiny_models(tmp_path):
-    from src.dataset import prepare_dataset
-    from src.finetune import TrainingConfig, write_training_files
+    from src.training.dataset import prepare_dataset
+    from src.training.finetune import TrainingConfig, write_training_files
     from tests.app_doubles import make_voice
     from tests.training_doubles import ScriptedTranscriber, install_tiny_models, tiny_trainer_args
 

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from src.asr import (
+from src.errors import InvalidInput
+from src.training.asr import (
     FASTER_WHISPER,
     OPENAI_WHISPER,
     AsrUnavailable,
@@ -19,7 +20,6 @@ from src.asr import (
     create_transcriber,
     normalize_language,
 )
-from src.errors import InvalidInput
 from tests.speech import FOX, STELLA, assert_heard, convert_ct2_to_openai_whisper, ct2_tiny_en_dir, say
 
 

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from src.asr import FasterWhisperTranscriber, Segment, Transcriber
-from src.dataset import (
+from src.errors import DatasetEmpty, InvalidInput, VoiceNotFound
+from src.training.asr import FasterWhisperTranscriber, Segment, Transcriber
+from src.training.dataset import (
     MAX_CLIP_S,
     ClipFlag,
     ClipNotFound,
@@ -26,7 +27,6 @@ from src.dataset import (
     sanitize_segments,
     split_for,
 )
-from src.errors import DatasetEmpty, InvalidInput, VoiceNotFound
 from tests.conftest import speech_like
 from tests.speech import FOX, PARAGRAPH, THANKS, assert_heard, ct2_tiny_en_dir, say
 from tortoise.tokenizer import VoiceBpeTokenizer
