@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from src.errors import InvalidInput
-from tortoise.audio import resample
+from tortoise import resample
 
 MIN_OUTPUT_SAMPLE_RATE = 8000
 MAX_OUTPUT_SAMPLE_RATE = 192000

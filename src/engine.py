@@ -16,8 +16,7 @@ from typing import Any
 
 from src.paths import AppPaths
 from src.settings import AppSettings
-from tortoise.device import cpu_supports_bf16
-from tortoise.errors import GenerationCancelled
+from tortoise import GenerationCancelled, cpu_supports_bf16
 
 log = logging.getLogger(__name__)
 
@@ -228,7 +227,7 @@ def loader_from_settings(paths: AppPaths, settings: AppSettings) -> Loader:
     offline = True if settings.models_local_only else None
 
     def load() -> Any:
-        from tortoise.api import TextToSpeech
+        from tortoise import TextToSpeech
 
         return TextToSpeech.from_dir(
             paths.tortoise_models_dir,

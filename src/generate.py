@@ -46,8 +46,7 @@ from src.settings import (
     update_setting,
 )
 from src.voices import VoiceConditioning, VoiceLibrary
-from tortoise.audio import OUTPUT_SAMPLE_RATE, VOICE_SAMPLE_RATE
-from tortoise.options import normalize_sampler_name
+from tortoise import OUTPUT_SAMPLE_RATE, VOICE_SAMPLE_RATE, cuda_device_count, normalize_sampler_name
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +130,7 @@ class VoiceFixerRunner:
             from voicefixer import VoiceFixer  # optional dependency: imported lazily
 
             self._model = VoiceFixer()
-        cuda = bool(use_cuda and torch.cuda.is_available())
+        cuda = bool(use_cuda and cuda_device_count() > 0)
         self._model.restore(input=str(source), output=str(target), cuda=cuda, mode=0)
         return target
 

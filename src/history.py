@@ -13,8 +13,7 @@ from src.metadata import GenerationMetadata, read_metadata
 from src.paths import AppPaths
 from src.results import HistoryEntry, list_history, list_result_voices, resolve_result
 from src.settings import GenerateDefaults
-from tortoise.errors import InvalidInputError
-from tortoise.options import PRESETS, normalize_preset_name
+from tortoise import PRESETS, InvalidInputError, normalize_preset_name
 
 UNKNOWN = "?"  # shown for anything a file does not record, as mrq's History did
 TEXT_PREVIEW_CHARS = 120

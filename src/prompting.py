@@ -9,7 +9,7 @@ import random
 from dataclasses import dataclass
 
 from src.errors import InvalidInput
-from tortoise.text import split_and_recombine_text
+from tortoise import split_and_recombine_text
 
 EMOTIONS = ("None", "Happy", "Sad", "Angry", "Disgusted", "Arrogant", "Custom")
 NO_EMOTION = "None"

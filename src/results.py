@@ -31,7 +31,7 @@ from src.metadata import (
     write_sidecar,
 )
 from src.paths import AppPaths, validate_voice_name
-from tortoise.audio import save_wav
+from tortoise import save_wav
 
 log = logging.getLogger(__name__)
 

@@ -23,9 +23,7 @@ from src.ffmpeg import FfmpegMissing, find_ffmpeg
 from src.metadata import GenerationMetadata, decode_latents_bytes, read_metadata
 from src.paths import MAX_NAME_LENGTH, SPECIAL_VOICES, AppPaths, validate_voice_name
 from src.voices import LEGACY_LATENTS_FILE, load_checked_clip
-from tortoise.audio import VOICE_SAMPLE_RATE, save_wav
-from tortoise.errors import WeightsError
-from tortoise.latents import ConditioningLatents
+from tortoise import VOICE_SAMPLE_RATE, ConditioningLatents, WeightsError, save_wav
 
 log = logging.getLogger(__name__)
 

@@ -18,9 +18,14 @@ import torch
 
 from src.errors import AppError, InvalidInput, VoiceNotFound
 from src.paths import SPECIAL_VOICES, AppPaths, validate_voice_name
-from tortoise.audio import VOICE_SAMPLE_RATE, load_audio
-from tortoise.errors import AudioLoadError, WeightsError
-from tortoise.latents import MIN_CLIP_SAMPLES, ConditioningLatents
+from tortoise import (
+    MIN_CLIP_SAMPLES,
+    VOICE_SAMPLE_RATE,
+    AudioLoadError,
+    ConditioningLatents,
+    WeightsError,
+    load_audio,
+)
 
 log = logging.getLogger(__name__)
 

@@ -7,6 +7,7 @@ All backend branching (CUDA and ROCm, DirectML, MPS, CPU) lives here. Probing go
 from __future__ import annotations
 
 import contextlib
+import gc
 import importlib
 import logging
 from collections.abc import Callable, Iterator
@@ -216,3 +217,22 @@ def auto_sample_batch_size(plan: DevicePlan, backends: Backends | None = None) -
     if free_gib > 7:
         return 4
     return 1
+
+
+def cuda_device_count() -> int:
+    """How many CUDA (or ROCm) GPUs torch can use here; 0 without a GPU build or a visible GPU."""
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def release_accelerator_memory() -> None:
+    """Collect garbage and hand the CUDA/MPS caching allocators' free blocks back to the driver.
+
+    For callers outside the TTS (Whisper, the trainer) that freed a model and want the memory to show as
+    free; a no-op on the CPU.
+    """
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    mps = getattr(torch, "mps", None)
+    if mps is not None and torch.backends.mps.is_available():
+        mps.empty_cache()

@@ -6,7 +6,6 @@ load on first use and can be unloaded to free memory before training or generati
 
 from __future__ import annotations
 
-import gc
 import importlib
 import logging
 import os
@@ -131,13 +130,9 @@ def _import_backend(module: str, package: str) -> Any:
 
 
 def _empty_device_cache() -> None:
-    gc.collect()
-    try:
-        import torch
-    except ImportError:
-        return
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
+    from tortoise import release_accelerator_memory  # the core (and torch) load only when a model did
+
+    release_accelerator_memory()
 
 
 class Transcriber(ABC):

@@ -22,9 +22,15 @@ import torch
 from src.atomic import write_text_atomic
 from src.errors import AppError, DatasetEmpty, InvalidInput, VoiceNotFound
 from src.training.asr import ASR_SAMPLE_RATE, Segment, Transcriber
-from tortoise.audio import VOICE_SAMPLE_RATE, read_audio, resample, save_wav
-from tortoise.errors import AudioLoadError
-from tortoise.tokenizer import UNK_TOKEN_ID, VoiceBpeTokenizer
+from tortoise import (
+    UNK_TOKEN_ID,
+    VOICE_SAMPLE_RATE,
+    AudioLoadError,
+    VoiceBpeTokenizer,
+    read_audio,
+    resample,
+    save_wav,
+)
 
 log = logging.getLogger(__name__)
 

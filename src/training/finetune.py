@@ -204,9 +204,9 @@ def detect_bitsandbytes() -> str | None:
 
     if importlib.util.find_spec("bitsandbytes") is None:
         return "the bitsandbytes package is not installed"
-    import torch
+    from tortoise import cuda_device_count
 
-    if not torch.cuda.is_available():
+    if cuda_device_count() == 0:
         return "no CUDA GPU was found"
     return None
 

@@ -618,6 +618,6 @@ def _read_run_settings(config_path: Path) -> tuple[int, bool]:
 
 
 def _cuda_device_count() -> int:
-    import torch
+    from tortoise import cuda_device_count
 
-    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+    return cuda_device_count()

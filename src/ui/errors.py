@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import gradio as gr
 
 from src.errors import AppError
-from tortoise.errors import GenerationCancelled, TortoiseError
+from tortoise import GenerationCancelled, TortoiseError
 
 log = logging.getLogger(__name__)
 

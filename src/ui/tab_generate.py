@@ -25,8 +25,7 @@ from src.ui.common import (
     voice_list_update,
 )
 from src.ui.errors import ui_handler, user_message
-from tortoise.errors import GenerationCancelled
-from tortoise.options import PRESETS, normalize_preset_name
+from tortoise import PRESETS, GenerationCancelled, normalize_preset_name
 
 MakeFn = Callable[..., Any]  # builds the component for a GenerateDefaults field by name
 # The request fields shown as inputs, in the order they are sent (also the API's parameter order).

@@ -28,7 +28,7 @@ from src.settings_store import change_setting, command_line_overrides
 from src.ui.common import component_for
 from src.ui.errors import ui_handler
 from src.updates import BEHIND, UpdateChecker
-from tortoise.device import list_devices
+from tortoise import list_devices
 
 PRIVATE: dict[str, Any] = {"api_visibility": "private"}
 MARKS = {RESTART: " (restart)", TTS_RELOAD: " (reload TTS)"}

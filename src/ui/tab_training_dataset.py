@@ -29,7 +29,7 @@ from src.training.dataset import (
 )
 from src.ui.common import named_handler
 from src.ui.errors import ui_handler
-from tortoise.tokenizer import VoiceBpeTokenizer
+from tortoise import VoiceBpeTokenizer
 
 PRIVATE: dict[str, Any] = {"api_visibility": "private"}
 REVIEW_HEADERS = ["Clip", "Split", "Duration (s)", "Transcript", "Flags"]
