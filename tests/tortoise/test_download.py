@@ -316,7 +316,8 @@ def test_download_is_pinned_verified_and_its_revision_recorded(hub, tmp_path):
     path = make_store(hub, tmp_path).get("vocoder.pth")
     commit = commit_of("Manmay/tortoise-tts")
     assert ("GET", f"/Manmay/tortoise-tts/resolve/{commit}/vocoder.pth", None) in hub.requests
-    assert any(r[:2] == ("POST", f"/api/models/Manmay/tortoise-tts/paths-info/{commit}") for r in hub.requests)
+    lookup = ("POST", f"/api/models/Manmay/tortoise-tts/paths-info/{commit}")
+    assert any(r[:2] == lookup for r in hub.requests)
     record = read_record(path)
     assert record.verified and record.revision == commit and record.repo == "Manmay/tortoise-tts"
     assert record.sha256 == hashlib.sha256(payload).hexdigest() and record.size == len(payload)
