@@ -410,13 +410,44 @@ def closed_port_url() -> str:
         return f"http://127.0.0.1:{s.getsockname()[1]}"
 
 
-def test_unreachable_hub_fails_fast_listing_every_missing_file(tmp_path):
-    url = closed_port_url()
+class HangUpServer:
+    """Accepts each connection and closes it without a word (a broken network path), counting them."""
+
+    def __init__(self):
+        import socket
+
+        self.accepted = 0
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            conn.close()
+
+    def close(self):
+        self.sock.close()
+
+
+@pytest.mark.parametrize("kind", ["refused", "hangs up"])
+def test_unreachable_hub_fails_fast_listing_every_missing_file(tmp_path, kind):
+    server = HangUpServer() if kind == "hangs up" else None
+    url = server.url if server else closed_port_url()
     store = ModelStore(tmp_path / "models", offline=False, hf_endpoint=url, asset_base_url=url + "/raw")
     started = time.monotonic()
     with pytest.raises(ModelDownloadError) as e:
         store.ensure(INFERENCE_FILES)
     assert time.monotonic() - started < 5
+    if server:
+        server.close()
+        assert server.accepted == 1  # one try, no retries, no attempt per file
     msg = str(e.value)
     assert "cannot be reached" in msg and "Only Load Models Locally" in msg
     for name in GENERATION_FILES:
