@@ -8,8 +8,11 @@ after the page is up (or on first use with --defer-tts-load).
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import logging
 import os
+import secrets
+import socket
 import sys
 import threading
 import time
@@ -22,7 +25,13 @@ from typing import Any
 from src.context import AppContext
 from src.errors import AppError
 from src.paths import AppPaths
-from src.settings import AppSettings, apply_cli_overrides, build_arg_parser, load_settings
+from src.settings import (
+    BLANK_PASSWORD_HELP,
+    AppSettings,
+    apply_cli_overrides,
+    build_arg_parser,
+    load_settings,
+)
 
 log = logging.getLogger("app")
 
@@ -30,6 +39,8 @@ ROOT = Path(__file__).resolve().parent
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7860
 SERVER_START_TIMEOUT_S = 60.0
+DEFAULT_SHARE_USERNAME = "admin"
+GENERATED_PASSWORD_BYTES = 12  # 16 URL-safe characters
 
 
 @dataclass(frozen=True)
@@ -60,6 +71,89 @@ def parse_listen(text: str | None) -> ListenAddress:
     return ListenAddress(host or DEFAULT_HOST, port, "/" + path.strip("/") if slash else "/")
 
 
+def is_loopback_host(host: str) -> bool:
+    """True when `host` serves this machine only (127.0.0.0/8, ::1, or a name that resolves only to
+    them). The wildcard 0.0.0.0/:: and every other address are reachable from other machines; a name
+    that cannot be resolved counts as public too (the safe side)."""
+    name = host.strip().strip("[]")
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(name, None)
+    except (OSError, UnicodeError):
+        return False
+    addresses = {info[4][0].split("%")[0] for info in infos}
+    return bool(addresses) and all(ipaddress.ip_address(a).is_loopback for a in addresses)
+
+
+@dataclass(frozen=True)
+class Access:
+    """Who may use the served UI.
+
+    Attributes:
+        auth: (username, password) for Gradio's login, or None for no login.
+        public: the UI is reachable from other machines (--share or a non-loopback --listen).
+        generated: the password was made up for this run (print it, never log it).
+    """
+
+    auth: tuple[str, str] | None
+    public: bool
+    generated: bool = False
+
+    @property
+    def open_to_everyone(self) -> bool:
+        return self.public and self.auth is None
+
+
+def resolve_access(
+    settings: AppSettings,
+    host: str,
+    *,
+    make_password: Callable[[], str] = lambda: secrets.token_urlsafe(GENERATED_PASSWORD_BYTES),
+) -> Access:
+    """Decide the login: a configured password always applies; a public UI without one gets a random
+    password, unless Public Without Login is on; a loopback-only UI needs no login.
+
+    Raises:
+        AppError: the configured password is only spaces.
+    """
+    password = settings.share_password
+    if password and not password.strip():
+        raise AppError(f"Share Password (--share-password) is only spaces. {BLANK_PASSWORD_HELP}")
+    username = settings.share_username.strip() or DEFAULT_SHARE_USERNAME
+    public = settings.share or not is_loopback_host(host)
+    if password:
+        return Access((username, password), public)
+    if not public or settings.public_without_login:
+        return Access(None, public)
+    return Access((username, make_password()), public, generated=True)
+
+
+def announce_access(access: Access, where: str) -> None:
+    """Tell the person at the console how to get in (the password is printed, never logged), or warn
+    loudly that a public UI has no login."""
+    if access.open_to_everyone:
+        bar = "!" * 78
+        log.warning(
+            "\n%s\nWARNING: the UI is served to other machines (%s) WITHOUT A LOGIN.\nAnyone who "
+            "reaches it can use your GPU, read your voices and results, and change settings.\n"
+            "Remove --public-without-login (Settings: Public Without Login) to ask for a login.\n%s",
+            bar, where, bar,
+        )  # fmt: skip
+    elif access.generated and access.auth is not None:
+        username, password = access.auth
+        bar = "=" * 78
+        print(  # not a log line: logs are kept and shared, the password must not be in them
+            f"{bar}\nThe UI is served to other machines ({where}), so it asks for a login.\n"
+            f"    Username: {username}\n    Password: {password}\n"
+            "This password is new at every start. Set Share Password in Settings (--share-password) "
+            "to choose one.\n" + bar,
+            flush=True,
+        )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """One flag per setting (see src.settings), plus the start-up-only flags."""
     parser = build_arg_parser()
@@ -85,6 +179,9 @@ def load_context(
     """Settings = defaults, then config/exec.json, then the flags given (never written back)."""
     paths = AppPaths.from_root(args.root)
     paths.ensure()
+    given_password = getattr(args, "share_password", None)
+    if given_password is not None and not given_password.strip():
+        raise AppError(f"--share-password is empty or only spaces. {BLANK_PASSWORD_HELP}")
     loaded = load_settings(paths.settings_file)
     settings = apply_cli_overrides(loaded.value, args)
     return AppContext(
@@ -129,24 +226,34 @@ def start(
 
 
 def serve(ctx: AppContext) -> RunningApp:
-    """Build the UI for `ctx` and serve it in the background with the queue on."""
+    """Build the UI for `ctx` and serve it in the background with the queue on.
+
+    A public UI (--share, or --listen on an address other machines reach) asks for a login; see
+    `resolve_access`.
+
+    Raises:
+        AppError: a bad Listen value or a Share Password of only spaces.
+    """
     import gradio as gr  # imported here so that `import app` stays cheap
 
     from src.ui.app_ui import build_ui
 
     settings: AppSettings = ctx.settings
     listen = parse_listen(settings.listen)
+    access = resolve_access(settings, listen.host)
     demo = build_ui(ctx)
     demo.queue(default_concurrency_limit=settings.concurrency_count)
-    auth = (settings.share_username, settings.share_password) if settings.share_password else None
     allowed = [str(ctx.paths.results_dir), str(ctx.paths.voices_dir)]
+    where = "a public share link" if settings.share else f"listening on {listen.host}"
+    announce_access(access, where)
     if listen.path != "/":
-        return _serve_mounted(ctx, demo, listen, auth, allowed, gr)
+        return _serve_mounted(ctx, demo, listen, access, allowed, gr)
     _, url, share_url = demo.launch(
         server_name=listen.host,
         server_port=listen.port,
         share=settings.share,
-        auth=auth,
+        auth=access.auth,
+        auth_message=_auth_message(access),
         prevent_thread_lock=True,
         show_error=True,
         allowed_paths=allowed,
@@ -157,13 +264,24 @@ def serve(ctx: AppContext) -> RunningApp:
     return RunningApp(ctx, demo, url, _closers=[demo.close])
 
 
-def _serve_mounted(ctx, demo, listen: ListenAddress, auth, allowed, gr) -> RunningApp:
+def _auth_message(access: Access) -> str | None:
+    if access.generated:
+        return "Log in with the username and password printed in the console that started the app."
+    return None
+
+
+def _serve_mounted(ctx, demo, listen: ListenAddress, access: Access, allowed, gr) -> RunningApp:
     """Serve the UI under a sub-path (`--listen host:port/path`) with uvicorn, as mrq's UI did."""
     import fastapi
     import uvicorn
 
     app = gr.mount_gradio_app(
-        fastapi.FastAPI(), demo, path=listen.path, auth=auth, allowed_paths=allowed
+        fastapi.FastAPI(),
+        demo,
+        path=listen.path,
+        auth=access.auth,
+        auth_message=_auth_message(access),
+        allowed_paths=allowed,
     )
     config = uvicorn.Config(
         app, host=listen.host, port=listen.port or DEFAULT_PORT, log_level="warning"

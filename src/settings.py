@@ -38,6 +38,9 @@ SAMPLER_LABELS = ("P", "DDIM", "DPM++2M")
 EXPERIMENTAL_FLAGS = ("Half Precision", "Conditioning-Free")  # labels of the Experimental Flags group
 
 S = TypeVar("S")
+BLANK_PASSWORD_HELP = (
+    "Type a real password, or leave it empty to get a random one printed in the console at start."
+)
 
 
 def _setting(
@@ -56,7 +59,8 @@ def _setting(
         "label": label, "help": help, "widget": widget, "cli": cli, "takes_effect": takes_effect,
         "requires_restart": takes_effect == RESTART, "column": column, **hints,
     }  # fmt: skip
-    return field(default=default, metadata=meta)
+    # a password stays out of repr(), so logging a context or settings object never shows it
+    return field(default=default, metadata=meta, repr=widget != "password")
 
 
 @dataclass(frozen=True)
@@ -72,11 +76,16 @@ class AppSettings:
         False, "Public Share Gradio", "Also publish the UI on a public gradio.live link.",
         "checkbox", cli="--share", takes_effect=RESTART)
     share_username: str = _setting(
-        "", "Share Username", "With a password, asks every visitor to log in. Stored in plain text.",
+        "", "Share Username", "Login name for the Share Password (empty: admin). Stored in plain text.",
         "textbox", cli="--share-username", takes_effect=RESTART)
     share_password: str = _setting(
-        "", "Share Password", "Password for Share Username. Stored in plain text in config/exec.json.",
-        "password", cli="--share-password", takes_effect=RESTART)
+        "", "Share Password", "Asks every visitor to log in. Empty: a public UI (--share, or --listen "
+        "beyond this machine) gets a random one, printed in the console at start. Stored in plain text "
+        "in config/exec.json.", "password", cli="--share-password", takes_effect=RESTART)
+    public_without_login: bool = _setting(
+        False, "Public Without Login", "Serve a public UI with no login (not recommended): anyone who "
+        "finds the address can use your GPU, voices and results.", "checkbox",
+        cli="--public-without-login", takes_effect=RESTART)
     check_for_updates: bool = _setting(
         False, "Check For Updates", "Look for a newer version at start-up (result in the log).",
         "checkbox", cli="--check-for-updates", takes_effect=RESTART)
@@ -238,11 +247,15 @@ def update_setting(value: S, name: str, new: Any) -> S:
     hint = typing.get_type_hints(type(value))[name]
     if isinstance(new, str) and not new.strip() and type(None) in typing.get_args(hint):
         new = None
+    label = f.metadata.get("label", name)
+    is_secret = f.metadata.get("widget") == "password"
     try:
         checked = check_value(f, hint, new)
     except ValueError as error:
-        label = f.metadata.get("label", name)
-        raise SettingsError(f"{label} {error}.") from None
+        # never echo a password into a message (messages may reach a log)
+        raise SettingsError(f"{label} {'must be text' if is_secret else error}.") from None
+    if is_secret and isinstance(checked, str) and checked and not checked.strip():
+        raise SettingsError(f"{label} cannot be only spaces. {BLANK_PASSWORD_HELP}")
     return dataclasses.replace(value, **{name: checked})
 
 

@@ -439,7 +439,7 @@ class TextToSpeech:
         if self.aligner is None:
             from tortoise.redaction import Wav2VecAligner
 
-            self.aligner = Wav2VecAligner(device=str(self.plan.latents_device))
+            self.aligner = Wav2VecAligner(device=str(self.plan.latents_device), low_vram=self.plan.low_vram)
         return self.aligner.redact(wav, text, OUTPUT_SAMPLE_RATE)
 
 

@@ -127,6 +127,12 @@ class DevicePlan:
             torch.mps.empty_cache()
 
 
+def device_kind(device: Any) -> str:
+    """The plan kind of a torch device: 'cuda', 'directml', 'mps' or 'cpu' (anything else)."""
+    kind = torch.device(device).type
+    return {"cuda": "cuda", "mps": "mps", "privateuseone": "directml"}.get(kind, "cpu")
+
+
 def resolve_device(
     spec: str | None = "auto", half: bool = False, low_vram: bool = False, backends: Backends | None = None
 ) -> DevicePlan:

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from tortoise.audio import OUTPUT_SAMPLE_RATE, WAV2VEC2_SAMPLE_RATE, resample
+from tortoise.device import DevicePlan, device_kind
 from tortoise.errors import InvalidInputError, ModelDownloadError, TortoiseError
 
 log = logging.getLogger(__name__)
@@ -301,6 +302,8 @@ class Wav2VecAligner:
         model_id_or_path: Hub id or local directory of a `Wav2Vec2ForCTC` checkpoint.
         tokenizer_id_or_path: Hub id or local directory of its `Wav2Vec2CTCTokenizer`.
         device: where the model runs.
+        low_vram: keep the model on the CPU and move it to `device` only while it aligns a clip (as
+            every other model in low-VRAM mode), emptying the device cache afterwards.
         local_files_only: never touch the network; load only from a local directory or the HF cache.
         cache_dir: the Hugging Face cache folder to use (None: the library default).
     """
@@ -312,10 +315,12 @@ class Wav2VecAligner:
         device: str | torch.device = "cpu",
         local_files_only: bool = False,
         cache_dir: str | os.PathLike | None = None,
+        low_vram: bool = False,
     ) -> None:
         self.model_id_or_path = str(model_id_or_path)
         self.tokenizer_id_or_path = str(tokenizer_id_or_path)
         self.device = torch.device(device)
+        self.plan = DevicePlan(self.device, device_kind(self.device), low_vram=low_vram)
         self.local_files_only = local_files_only
         self.cache_dir = None if cache_dir is None else str(cache_dir)
         self._model: Any = None
@@ -355,9 +360,9 @@ class Wav2VecAligner:
             raise ModelDownloadError(
                 self._load_message("tokenizer", self.tokenizer_id_or_path, error)
             ) from error
-        self._model = model.eval().to(self.device)
+        self._model = model.eval().to(self.plan.storage_device)
         self._tokenizer = tokenizer
-        log.info("Loaded wav2vec2 aligner %s on %s", self.model_id_or_path, self.device)
+        log.info("Loaded wav2vec2 aligner %s on %s", self.model_id_or_path, self.plan.storage_device)
 
     def _load_message(self, what: str, name: str, error: Exception) -> str:
         offline = " (offline mode: local files only)" if self.local_files_only else ""
@@ -387,12 +392,13 @@ class Wav2VecAligner:
                 f"Redaction needs one mono clip [1, samples], got shape {tuple(audio.shape)}"
             )
         self.load()
-        clip = audio.reshape(1, -1).to(device=self.device, dtype=torch.float32)
-        clip = resample(clip, sample_rate, WAV2VEC2_SAMPLE_RATE)
-        clip = (clip - clip.mean()) / torch.sqrt(clip.var() + NORM_EPS)  # unbiased variance, as the original
-        with torch.inference_mode():
-            logits = self._model(clip).logits  # (1, frames, classes)
-        return logits[0].float().cpu()
+        # low-VRAM mode: on the device for this clip only, then back to the CPU (cache emptied)
+        with self.plan.on_device(self._model) as model, torch.inference_mode():
+            where = next(model.parameters()).device
+            clip = audio.reshape(1, -1).to(device=where, dtype=torch.float32)
+            clip = resample(clip, sample_rate, WAV2VEC2_SAMPLE_RATE)
+            clip = (clip - clip.mean()) / torch.sqrt(clip.var() + NORM_EPS)  # unbiased var., as the original
+            return model(clip).logits[0].float().cpu()  # (frames, classes), off the device before it is freed
 
     def align(
         self, audio: torch.Tensor, expected_text: str, sample_rate: int = OUTPUT_SAMPLE_RATE

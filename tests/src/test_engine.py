@@ -153,3 +153,49 @@ def test_relative_autoregressive_model_resolves_against_the_app_root(tmp_path, m
     )
     assert loader_from_settings(paths, settings)() == "tts"
     assert seen["autoregressive_path"] == tmp_path / "training/v/finetune/models/10_gpt.pth"
+
+
+def _empty_models_engine(tmp_path, **changes):
+    import dataclasses
+
+    from src.engine import loader_from_settings
+    from src.paths import AppPaths
+    from src.settings import AppSettings
+
+    paths = AppPaths.from_root(tmp_path)
+    paths.ensure()
+    settings = dataclasses.replace(AppSettings(), **changes)
+    return TTSEngine(loader_from_settings(paths, settings)), paths
+
+
+def _assert_lists_every_needed_file(engine, paths):
+    from tortoise.download import GENERATION_FILES
+
+    started = time.monotonic()
+    with pytest.raises(ModelDownloadError) as e:
+        engine.get()
+    assert time.monotonic() - started < 5
+    message = str(e.value)
+    for name in GENERATION_FILES:  # all nine, each with where to put it
+        assert str(paths.tortoise_models_dir / name) in message, name
+    assert "Only Load Models Locally" in message
+    assert "autoregressive.pth" in engine.status() and "failed" in engine.status()
+    return message
+
+
+def test_first_run_offline_lists_every_missing_file_at_once(tmp_path, monkeypatch):
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    engine, paths = _empty_models_engine(tmp_path, models_local_only=True)
+    assert "Offline mode is on" in _assert_lists_every_needed_file(engine, paths)
+
+
+def test_first_run_without_network_fails_fast_listing_every_missing_file(tmp_path, monkeypatch):
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on: the "hub" refuses at once
+        s.bind(("127.0.0.1", 0))
+        monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{s.getsockname()[1]}")
+    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        monkeypatch.delenv(name, raising=False)
+    engine, paths = _empty_models_engine(tmp_path, models_local_only=False)
+    assert "cannot be reached" in _assert_lists_every_needed_file(engine, paths)

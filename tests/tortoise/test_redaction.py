@@ -9,6 +9,7 @@ from functools import cache
 import pytest
 import torch
 
+from tortoise.device import resolve_device
 from tortoise.errors import InvalidInputError, ModelDownloadError, TortoiseError
 from tortoise.redaction import (
     BLANK,
@@ -333,3 +334,55 @@ def test_aligner_rejects_multichannel_audio(tiny_wav2vec2_dir):
     aligner = Wav2VecAligner(tiny_wav2vec2_dir, tiny_wav2vec2_dir, local_files_only=True)
     with pytest.raises(InvalidInputError):
         aligner.align(torch.zeros(2, 2400), "ab")
+
+
+def test_low_vram_aligner_leaves_the_device_after_each_use(tiny_wav2vec2_dir):
+    """Like the other models in low-VRAM mode: stored on the CPU, on the device only while aligning."""
+    aligner = Wav2VecAligner(
+        tiny_wav2vec2_dir, tiny_wav2vec2_dir, device="meta", local_files_only=True, low_vram=True
+    )
+    aligner.load()
+    assert next(aligner._model.parameters()).device == torch.device("cpu")  # stored on the CPU
+    moves = []
+
+    def spy_to(*args, **kwargs):  # the fake device: record the move, stay on the CPU so it can run
+        moves.append(str(args[0]))
+        return aligner._model
+
+    aligner._model.to = spy_to
+    aligner.align(torch.sin(torch.arange(12000) * 0.05).reshape(1, -1), "Hello.")
+    assert moves == ["meta", "cpu"]
+    aligner.align(torch.sin(torch.arange(12000) * 0.07).reshape(1, -1), "Hello.")
+    assert moves == ["meta", "cpu"] * 2
+
+
+def test_aligner_without_low_vram_stays_on_its_device(tiny_wav2vec2_dir):
+    aligner = Wav2VecAligner(tiny_wav2vec2_dir, tiny_wav2vec2_dir, local_files_only=True)
+    aligner.load()
+    moves = []
+    aligner._model.to = lambda *args, **kwargs: moves.append(str(args[0])) or aligner._model
+    aligner.align(torch.sin(torch.arange(12000) * 0.05).reshape(1, -1), "Hello.")
+    assert moves == ["cpu"]  # moved to its device for the stage, never sent back
+
+
+def test_text_to_speech_makes_a_low_vram_aligner_in_low_vram_mode(monkeypatch):
+    import dataclasses
+
+    import tortoise.redaction
+    from tortoise.api import TextToSpeech
+
+    made = {}
+
+    class Recorder:
+        def __init__(self, **kwargs):
+            made.update(kwargs)
+
+        def redact(self, audio, text, sample_rate):
+            return audio
+
+    monkeypatch.setattr(tortoise.redaction, "Wav2VecAligner", Recorder)
+    tts = TextToSpeech.__new__(TextToSpeech)  # only the aligner factory is exercised
+    tts.aligner = None
+    tts.plan = dataclasses.replace(resolve_device("cpu"), low_vram=True)
+    tts._redact(torch.zeros(1, 10), "[a] b")
+    assert made == {"device": "cpu", "low_vram": True}
