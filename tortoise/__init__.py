@@ -24,8 +24,6 @@ from tortoise.text import split_and_recombine_text
 from tortoise.tokenizer import UNK_TOKEN_ID, VoiceBpeTokenizer
 
 __all__ = [
-    "cuda_device_count",
-    "release_accelerator_memory",
     "AudioLoadError",
     "ConditioningLatents",
     "GenerationCancelled",
@@ -46,11 +44,13 @@ __all__ = [
     "VoiceBpeTokenizer",
     "WeightsError",
     "cpu_supports_bf16",
+    "cuda_device_count",
     "list_devices",
     "load_audio",
     "normalize_preset_name",
     "normalize_sampler_name",
     "read_audio",
+    "release_accelerator_memory",
     "resample",
     "save_wav",
     "split_and_recombine_text",
