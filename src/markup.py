@@ -35,6 +35,7 @@ class MarkupError(InvalidInput):
     def __init__(self, message: str, position: int) -> None:
         super().__init__(f"Markup error at character {position + 1}: {message}")
         self.position = position
+        self.detail = message
 
 
 @dataclass(frozen=True)
