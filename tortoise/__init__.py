@@ -1,6 +1,6 @@
 """TorToiSe TTS core: a from-scratch, checkpoint-compatible re-implementation. No UI, no app imports."""
 
-from tortoise.api import TextToSpeech, TTSModels, TTSResult
+from tortoise.api import OFFICIAL_TEXT_TOKEN_LIMIT, TextToSpeech, TTSModels, TTSResult
 from tortoise.errors import (
     AudioLoadError,
     GenerationCancelled,
@@ -12,10 +12,13 @@ from tortoise.errors import (
 )
 from tortoise.latents import ConditioningLatents
 from tortoise.options import PRESETS, SAMPLERS, GenerationOptions
+from tortoise.tokenizer import UNK_TOKEN_ID, VoiceBpeTokenizer
 
 __all__ = [
+    "OFFICIAL_TEXT_TOKEN_LIMIT",
     "PRESETS",
     "SAMPLERS",
+    "UNK_TOKEN_ID",
     "AudioLoadError",
     "ConditioningLatents",
     "GenerationCancelled",
@@ -27,5 +30,6 @@ __all__ = [
     "TextToSpeech",
     "TextTooLongError",
     "TortoiseError",
+    "VoiceBpeTokenizer",
     "WeightsError",
 ]
