@@ -14,6 +14,7 @@ voices because it was trained contrastively. So the test:
 """
 
 import math
+import shutil
 
 import pytest
 import torch
@@ -142,4 +143,16 @@ def test_guard_reports_bad_input(tiny_models):
     with pytest.raises(InvalidInput, match="no segments"):
         guard.score([render(VOICE_A, "clip", 1)], [], RATE)
     with pytest.raises(InvalidInput, match="needs the DVAE"):
+        guard.score([render(VOICE_A, "clip", 1)], [render(VOICE_A, "a", 2)], RATE)
+
+
+def test_guard_over_the_models_folder_loads_lazily_and_names_missing_files(tmp_path, mel_norms_path):
+    from src.consistency import guard_from_models_dir
+    from tortoise.errors import ModelDownloadError
+
+    with pytest.raises(ModelDownloadError, match="mel_norms.pth"):
+        guard_from_models_dir(tmp_path, offline=True)
+    shutil.copy(mel_norms_path, tmp_path / "mel_norms.pth")
+    guard = guard_from_models_dir(tmp_path, offline=True)  # CVVP and DVAE load on first use
+    with pytest.raises(ModelDownloadError, match="cvvp.pth"):
         guard.score([render(VOICE_A, "clip", 1)], [render(VOICE_A, "a", 2)], RATE)
