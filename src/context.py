@@ -13,6 +13,7 @@ from src.engine import Loader, TTSEngine, loader_from_settings
 from src.generate import Generator
 from src.paths import AppPaths
 from src.settings import AppSettings, GenerateDefaults, load_generate_defaults
+from src.token_preview import TokenizerSource
 from src.training.asr import Transcriber, create_transcriber
 from src.training.runner import TrainRunner
 from src.voices import VoiceLibrary
@@ -67,6 +68,16 @@ class AppContext:
     @functools.cached_property
     def generator(self) -> Generator:
         return Generator(self.paths, self.engine, self.voices, self.current_settings)
+
+    @functools.cached_property
+    def tokenizers(self) -> TokenizerSource:
+        """TorToiSe's tokenizer for previews: the loaded model's, else models/tortoise/tokenizer.json."""
+        engine = self.engine
+
+        def loaded() -> Any:
+            return engine.get() if engine.is_loaded else None
+
+        return TokenizerSource(self.paths.tortoise_models_dir, loaded)
 
     @functools.cached_property
     def train_runner(self) -> TrainRunner:

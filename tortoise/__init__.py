@@ -1,8 +1,11 @@
 """TorToiSe TTS core: a from-scratch, checkpoint-compatible re-implementation. No UI, no app imports."""
 
-from tortoise.api import TextToSpeech, TTSModels, TTSResult
+from tortoise import models  # the model registry: models.build(name) and models.load(name, path)
+from tortoise.api import OFFICIAL_TEXT_TOKEN_LIMIT, TextToSpeech, TTSModels, TTSResult
 from tortoise.audio import OUTPUT_SAMPLE_RATE, VOICE_SAMPLE_RATE, load_audio, read_audio, resample, save_wav
+from tortoise.consistency import reads_codes, voice_clip_mels, waveform_similarity
 from tortoise.device import cpu_supports_bf16, cuda_device_count, list_devices, release_accelerator_memory
+from tortoise.download import ModelStore
 from tortoise.errors import (
     AudioLoadError,
     GenerationCancelled,
@@ -13,6 +16,7 @@ from tortoise.errors import (
     WeightsError,
 )
 from tortoise.latents import MIN_CLIP_SAMPLES, ConditioningLatents
+from tortoise.mel import load_mel_norms
 from tortoise.options import (
     PRESETS,
     SAMPLERS,
@@ -24,6 +28,7 @@ from tortoise.text import split_and_recombine_text
 from tortoise.tokenizer import UNK_TOKEN_ID, VoiceBpeTokenizer
 
 __all__ = [
+    "models",
     "AudioLoadError",
     "ConditioningLatents",
     "GenerationCancelled",
@@ -31,6 +36,8 @@ __all__ = [
     "InvalidInputError",
     "MIN_CLIP_SAMPLES",
     "ModelDownloadError",
+    "ModelStore",
+    "OFFICIAL_TEXT_TOKEN_LIMIT",
     "OUTPUT_SAMPLE_RATE",
     "PRESETS",
     "SAMPLERS",
@@ -47,11 +54,15 @@ __all__ = [
     "cuda_device_count",
     "list_devices",
     "load_audio",
+    "load_mel_norms",
     "normalize_preset_name",
     "normalize_sampler_name",
     "read_audio",
+    "reads_codes",
     "release_accelerator_memory",
     "resample",
     "save_wav",
     "split_and_recombine_text",
+    "voice_clip_mels",
+    "waveform_similarity",
 ]

@@ -81,9 +81,12 @@ class VoiceBpeTokenizer:
             Ids in 0..vocab_size-1, without start or stop tokens. A leading or trailing whitespace run
             gives one SPACE_TOKEN_ID; each character outside the vocabulary gives one UNK_TOKEN_ID.
         """
+        return self.encode_cleaned(self.clean(text))
+
+    def encode_cleaned(self, cleaned: str) -> list[int]:
+        """Encode text that is already cleaned (see `clean`) to BPE ids, as `encode` does after cleaning."""
         # Substituting the added token before encoding keeps BPE merges inside words.
-        marked = self.clean(text).replace(" ", SPACE_TOKEN)
-        return self._tokenizer.encode(marked).ids
+        return self._tokenizer.encode(cleaned.replace(" ", SPACE_TOKEN)).ids
 
     def decode(self, ids: Iterable[int]) -> str:
         """Turn ids back into cleaned text.

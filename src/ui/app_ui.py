@@ -9,13 +9,13 @@ from typing import Any
 import gradio as gr
 
 from src.context import AppContext
-from src.ui import tab_generate, tab_history, tab_settings, tab_training, tab_utilities
+from src.ui import tab_generate, tab_history, tab_lexicon, tab_settings, tab_training, tab_utilities
 
 TITLE = "AI Voice Cloning"
 # Set by the page-load events once the last Generate values are restored: tests and scripts wait on this
 # element (`#app-ready [data-ready]`) instead of guessing with timeouts or network silence.
 READY_MARKER = '<span data-ready="1" hidden></span>'
-TABS = ("Generate", "History", "Utilities", "Training", "Settings")
+TABS = ("Generate", "History", "Utilities", "Lexicon & Preview", "Training", "Settings")
 
 
 def build_ui(ctx: AppContext) -> gr.Blocks:
@@ -34,6 +34,8 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
                 components["history"] = tab_history.build(ctx, generate=generate, tabs=tabs)
             with gr.Tab("Utilities", id="utilities"):
                 components["utilities"] = tab_utilities.build(ctx, generate=generate, tabs=tabs)
+            with gr.Tab("Lexicon & Preview", id="lexicon"):
+                components["lexicon"] = tab_lexicon.build(ctx)
             with gr.Tab("Training", id="training") as training_tab:
                 components["training"] = tab_training.build(ctx)
             with gr.Tab("Settings", id="settings"):
@@ -63,6 +65,9 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
             outputs=[generate[name] for name in tab_generate.RESTORED_FIELDS],
             api_visibility="private",
         ).then(lambda: READY_MARKER, outputs=ready, api_visibility="private")
+        lexicon = components["lexicon"]
+        demo.load(lambda: tab_lexicon.load_table(ctx), outputs=[lexicon["table"], lexicon["status"]],
+                  api_visibility="private")  # fmt: skip
         for warning in ctx.startup_warnings:
             demo.load(lambda text=warning: gr.Warning(text), api_visibility="private")
     demo.app_components = components

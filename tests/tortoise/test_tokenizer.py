@@ -141,3 +141,9 @@ def test_foreign_vocab_file_is_rejected(tmp_path):
 
 def test_accepts_str_paths(tokenizer_path):
     assert VoiceBpeTokenizer(str(tokenizer_path)).encode("a") == [14]
+
+
+@pytest.mark.parametrize("text", ["Mr. Smith paid $3.50 for 2 books.", "50% & [softly] more", ""])
+def test_encode_is_clean_then_encode_cleaned(tokenizer, text):
+    assert tokenizer.encode(text) == tokenizer.encode_cleaned(tokenizer.clean(text))
+    assert tokenizer.encode_cleaned("%") == [1]  # a character outside the vocabulary is one [UNK]

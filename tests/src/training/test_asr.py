@@ -1,4 +1,5 @@
-"""Tests for src/asr.py: both Whisper backends on real speech, lazy load/unload, and the error messages."""
+"""Tests for src/training/asr.py: both Whisper backends on real speech, lazy load/unload,
+and the error messages."""
 
 import json
 import sys

@@ -1,4 +1,5 @@
-"""Tests for src/dataset.py: slicing rules, file formats, the train/validation split, bad inputs, clip edits.
+"""Tests for src/training/dataset.py: slicing rules, file formats, the train/validation split, bad inputs,
+clip edits.
 
 Most tests script the transcriber (FakeTranscriber) so the rules are checked exactly; one test runs the whole
 preparation on Piper speech with faster-whisper tiny.en.

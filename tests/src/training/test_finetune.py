@@ -1,4 +1,5 @@
-"""Tests for src/finetune.py: the Validate arithmetic (seed and modern), the schedule, and the files."""
+"""Tests for src/training/finetune.py: the Validate arithmetic (seed and modern), the schedule,
+and the files."""
 
 import dataclasses
 import json

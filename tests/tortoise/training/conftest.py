@@ -55,7 +55,7 @@ def tiny_files(tmp_path_factory) -> dict[str, Path]:
 def write_yaml(folder: Path, files: dict, *, iterations: int = 30, batch_size: int = 2, accumulation: int = 1,
                lr: float = 1e-3, milestones: tuple[int, ...] = (), save_freq: int = 10, keep_states: int = 0,
                val_freq: int = 10, **extra) -> Path:
-    """A train.yaml in the shape src/finetune.py build_yaml writes, pointed at the tiny models."""
+    """A train.yaml in the shape src/training/finetune.py build_yaml writes, pointed at the tiny models."""
     data = {
         "name": folder.name, "fp16": False, "seed": 0,
         "datasets": {

@@ -1,0 +1,104 @@
+"""The Lexicon & Preview tab: edit the global pronunciation lexicon (saved atomically) and preview what
+TorToiSe reads for a prompt: the respelled, cleaned text with unencodable characters marked, the token
+ids and the count against the one-pass limit."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+
+from src.context import AppContext
+from src.lexicon import build_lexicon, global_lexicon_path, read_lexicon_rows, save_lexicon
+from src.token_preview import TOKEN_LIMIT, highlight_html, preview_text
+from src.ui.errors import ui_handler
+
+PRIVATE: dict[str, Any] = {"api_visibility": "private"}
+HEADERS = ["Word", "Respelling"]
+INTRO = (
+    "Words the cleaners mispronounce (names, acronyms, foreign words) are replaced by a respelling before "
+    "TorToiSe reads the text. Whole words only; an entry in lower case matches any case, an entry with "
+    "capitals only that spelling. Rows left blank are ignored."
+)
+
+
+def build(ctx: AppContext) -> dict[str, Any]:
+    """Lay out the tab inside the current gr.Tab and wire its events.
+
+    Returns:
+        Components: `table`, `save`, `reload`, `status`, `text`, `preview`, `cleaned`, `summary`, `ids`.
+    """
+    c: dict[str, Any] = {}
+    gr.Markdown(INTRO)
+    with gr.Row(equal_height=False):
+        with gr.Column():
+            c["table"] = gr.Dataframe(
+                value=[["", ""]], headers=HEADERS, datatype=["str", "str"], column_count=2,
+                row_count=1, interactive=True, label="Lexicon", elem_id="lexicon-table",
+            )  # fmt: skip
+            with gr.Row():
+                c["save"] = gr.Button("Save Lexicon", variant="primary", elem_id="lexicon-save")
+                c["reload"] = gr.Button("Reload", elem_id="lexicon-reload")
+            c["status"] = gr.Markdown(elem_id="lexicon-status")
+        with gr.Column():
+            c["text"] = gr.Textbox(
+                label="Text to preview", lines=4, elem_id="preview-text",
+                info="A prompt or segment; [pause 0.8s] and {speed 0.9}...{/speed} markup is shown split.",
+            )  # fmt: skip
+            c["preview"] = gr.Button("Preview Tokens", elem_id="preview-run")
+            c["cleaned"] = gr.HTML(label="Cleaned text", elem_id="preview-cleaned")
+            c["summary"] = gr.Markdown(elem_id="preview-summary")
+            c["ids"] = gr.Textbox(label="Token ids", lines=3, interactive=False, elem_id="preview-ids")
+    c["save"].click(lambda table: save_clicked(ctx, table), inputs=c["table"],
+                    outputs=[c["table"], c["status"]], **PRIVATE)  # fmt: skip
+    c["reload"].click(lambda: load_table(ctx), outputs=[c["table"], c["status"]], **PRIVATE)
+    c["preview"].click(lambda text, table: preview_clicked(ctx, text, table), inputs=[c["text"], c["table"]],
+                       outputs=[c["cleaned"], c["summary"], c["ids"]], **PRIVATE)  # fmt: skip
+    return c
+
+
+def _rows(table: Any) -> list[list[Any]]:
+    """Table value (a pandas DataFrame, or a list of rows in tests) -> list of [word, respelling]."""
+    if table is None:
+        return []
+    if hasattr(table, "values") and hasattr(table, "columns"):
+        return table.values.tolist()
+    return [list(row) for row in table]
+
+
+@ui_handler
+def load_table(ctx: AppContext) -> tuple[list[list[str]], str]:
+    """The saved lexicon rows (at least one blank row to type into) and a status line."""
+    loaded = read_lexicon_rows(global_lexicon_path(ctx.paths.config_dir))
+    for warning in loaded.warnings:
+        gr.Warning(warning)
+    rows = [list(row) for row in loaded.rows] or [["", ""]]
+    return rows, f"{len(loaded.rows)} entries."
+
+
+@ui_handler
+def save_clicked(ctx: AppContext, table: Any) -> tuple[list[list[str]], str]:
+    """Check and save the table; a refused table is left as typed and nothing is written."""
+    lexicon = save_lexicon(global_lexicon_path(ctx.paths.config_dir), _rows(table))
+    return lexicon.rows() or [["", ""]], f"Saved {len(lexicon.entries)} entries."
+
+
+@ui_handler
+def preview_clicked(ctx: AppContext, text: str, table: Any = None) -> tuple[str, str, str]:
+    """(cleaned text HTML with unencodable characters marked, summary, token ids) for `text`, with the
+    lexicon as the table shows it (saved or not); without a table, the saved lexicon."""
+    if table is None:
+        rows: list[Any] = list(read_lexicon_rows(global_lexicon_path(ctx.paths.config_dir)).rows)
+    else:
+        rows = _rows(table)
+    lexicon = build_lexicon(rows)
+    preview = preview_text(text, ctx.tokenizers.get(), lexicon)
+    blocks = [f"<p>{highlight_html(piece)}</p>" for piece in preview.pieces]
+    if preview.pause_s:
+        blocks.append(f"<p><em>Pauses: {', '.join(f'{s:g} s' for s in preview.pause_s)}</em></p>")
+    summary = preview.summary()
+    if not preview.fits:
+        summary += (f"\n\nOne pass reads at most {TOKEN_LIMIT} tokens: split a piece that is too long into "
+                    "shorter lines.")
+    ids = "\n".join(" ".join(str(i) for i in piece.ids) for piece in preview.pieces)
+    return "".join(blocks), summary.replace("\n", "  \n"), ids
