@@ -90,7 +90,7 @@ def test_k_candidates_come_back_best_first(tts, clips):
 def test_cvvp_weight_applies_with_clip_mels_and_is_explained_when_slim(tts, clips):
     full = tts.get_conditioning_latents(clips, slim=False)
     r = tts.tts("Rank with CVVP.", conditioning_latents=full, seed=6, cvvp_amount=0.5, k=2, **FAST)
-    assert r.notes == []
+    assert not any("CVVP" in n for n in r.notes)
     slim = tts.tts("Rank with CVVP.", conditioning_latents=full.slim(), seed=6, cvvp_amount=0.5, **FAST)
     assert any("slim" in n for n in slim.notes)
 
