@@ -219,6 +219,7 @@ def _wire(ctx: AppContext, c: dict[str, Any]) -> None:
         inputs=inputs,
         outputs=outputs,
         api_name="generate",
+        show_progress_on=[c["output"]],  # one bar, over the player, not one per output
     )
 
     @ui_handler
