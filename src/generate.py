@@ -35,6 +35,8 @@ from src.preflight import (
 )
 from src.prompting import (
     PreparedPrompts,
+    check_control_characters,
+    emotion_prefix,
     normalize_delimiter,
     prepare_prompts,
     resolve_seed,
@@ -241,12 +243,13 @@ class Generator:
         request = check_request(request)
         report = progress or (lambda fraction, text: None)
         # the cheap checks first, before waiting for the engine or loading anything
-        prepare_prompts(request.text, "\n", request.emotion, request.custom_emotion)
+        check_control_characters(request.text)
+        emotion_prefix(request.emotion, request.custom_emotion)
         seed = resolve_seed(request.seed)
         settings = self.settings()
         started = time.perf_counter()
-        report(0.0, "Waiting for the current job" if self.engine.is_busy else "Loading the model")
-        with self.engine.job(half=request.half_precision) as tts:
+        report(0.0, "Loading the model")
+        with self.engine.job(half=request.half_precision, on_wait=_wait_progress(report)) as tts:
             prompts = _prompts_for(tts, request)
             notes = _split_notes(request, prompts.lines, prompts.auto_split)
             self._preflight(tts, request, prompts, settings, notes)
@@ -497,6 +500,12 @@ class _Run:
         except MetadataError as error:
             log.exception("Metadata could not be written to %s", path)
             self.notes.append(f"{path.name}: saved without its settings metadata ({error}).")
+
+
+def _wait_progress(report: ProgressFn) -> Callable[[int], None]:
+    return lambda position: report(
+        0.0, f"Waiting for the current job to finish (position {position} in the queue)"
+    )
 
 
 def _prompts_for(tts: Any, request: GenerateRequest) -> PreparedPrompts:
