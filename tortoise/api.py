@@ -307,6 +307,12 @@ class TextToSpeech:
         cond_ar = latents.autoregressive.to(device, ar.dtype)
         tokens = text_tokens.to(device)
         batch = options.sample_batch_size or auto_sample_batch_size(self.plan)
+        samples = options.num_autoregressive_samples
+        if samples > batch and samples % batch:
+            notes.append(
+                f"All {samples} samples were drawn: {samples // batch} batch(es) of {batch}, then one of "
+                f"{samples % batch} (official TorToiSe would have dropped those {samples % batch})."
+            )
         t0 = time.perf_counter()
         with self.plan.on_device(ar), torch.inference_mode(), self.plan.autocast():
             codes = sample_codes(

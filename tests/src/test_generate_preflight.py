@@ -177,3 +177,4 @@ def test_tiny_models_split_numbers_report_truncation_per_line_and_use_every_samp
     assert result.files[0].is_file()
     truncated = [n for n in result.notes if "never emitted a stop code" in n]
     assert truncated and all(n.startswith("Line ") for n in truncated)
+    assert any("All 3 samples were drawn: 1 batch(es) of 2, then one of 1" in n for n in result.notes)
