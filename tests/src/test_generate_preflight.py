@@ -178,3 +178,41 @@ def test_tiny_models_split_numbers_report_truncation_per_line_and_use_every_samp
     truncated = [n for n in result.notes if "never emitted a stop code" in n]
     assert truncated and all(n.startswith("Line ") for n in truncated)
     assert any("All 3 samples were drawn: 1 batch(es) of 2, then one of 1" in n for n in result.notes)
+
+
+def test_a_failing_resample_or_metadata_step_keeps_the_clip_with_a_note(tmp_path, tokenizer, monkeypatch):
+    import src.generate as generate_module
+    from src.errors import MetadataError
+
+    ctx = context(tmp_path, TokenizedFakeTTS(tokenizer), output_volume=0.5)
+
+    def broken_postprocess(*args, **kwargs):
+        raise ValueError("resampler ran out of memory")
+
+    monkeypatch.setattr(generate_module, "postprocess_output", broken_postprocess)
+    result = ctx.generator.generate(request())
+    assert sf.info(result.files[0]).samplerate == 24000  # the raw rate, unprocessed
+    assert any("could not be applied (resampler ran out of memory)" in n for n in result.notes)
+    monkeypatch.undo()
+
+    real_save = generate_module.save_clip
+
+    def save_without_tags(path, wav, rate, metadata=None, *, embed=True):
+        if metadata is not None:
+            raise MetadataError("the tag library refused the file")
+        return real_save(path, wav, rate, None)
+
+    monkeypatch.setattr(generate_module, "save_clip", save_without_tags)
+    result = ctx.generator.generate(request())
+    assert result.files[0].is_file() and sf.info(result.files[0]).frames > 0
+    assert any("saved without its settings metadata" in n for n in result.notes)
+
+
+def test_a_ten_thousand_character_prompt_renders_in_many_lines(tmp_path, tokenizer):
+    tts = TokenizedFakeTTS(tokenizer, text_token_limit=396)
+    ctx = context(tmp_path, tts)
+    text = ("A plain sentence with ordinary words, nothing more. " * 200).strip()
+    result = ctx.generator.generate(request(text=text, enable_redaction=False))
+    assert len(text) >= 10_000 and len(tts.calls) > 30
+    assert all(tts.count_text_tokens(call[0]) <= 180 for call in tts.calls)
+    assert [p.name for p in result.files] == ["combined.wav"]

@@ -263,3 +263,10 @@ def test_from_dir_loads_checkpoints_from_disk_and_generates(tmp_path, reference_
     result = tts.tts("Loaded from disk.", voice_samples=clips, seed=2, cvvp_amount=0.5,
                      enable_redaction=False, **FAST)
     assert result.notes == [] and torch.isfinite(result.waveforms[0]).all()
+
+
+def test_text_with_nothing_speakable_is_refused_and_other_scripts_are_read(tts):
+    with pytest.raises(InvalidInputError, match="Nothing in the text can be spoken"):
+        tts.encode_text("😀🎉")
+    assert tts.encode_text("שלום").shape[1] > 1  # transliterated, not refused
+    assert tts.count_text_tokens("Hello there.") + 1 == tts.encode_text("Hello there.").shape[1]
