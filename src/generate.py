@@ -252,7 +252,7 @@ class Generator:
         with self.engine.job(half=request.half_precision, on_wait=_wait_progress(report)) as tts:
             prompts = _prompts_for(tts, request)
             notes = _split_notes(request, prompts.lines, prompts.auto_split)
-            self._preflight(tts, request, prompts, settings, notes)
+            self._preflight(tts, request, prompts, settings, notes, report)
             report(0.01, "Preparing the voice")
             with self.engine.latents_on_cpu(tts, settings.force_cpu_for_conditioning_latents):
                 voice = self.voices.conditioning(
@@ -287,7 +287,7 @@ class Generator:
 
     def _preflight(
         self, tts: Any, request: GenerateRequest, prompts: PreparedPrompts, settings: AppSettings,
-        notes: list[str],
+        notes: list[str], report: ProgressFn,
     ) -> None:  # fmt: skip
         """Everything the run will need, checked before any sampling (the models are loaded by now).
 
@@ -298,6 +298,7 @@ class Generator:
         for prompt in prompts.prompts:
             tts.encode_text(prompt)  # a too-long line fails now, before any work
         if request.enable_redaction and needs_aligner(prompts.prompts):
+            report(0.005, "Loading the [bracket] aligner (downloaded once, about 1.2 GB)")
             check_aligner(tts, request.emotion)
         if request.voice not in SPECIAL_VOICES:
             for part in self.voices.blend_parts(request.voice) or [request.voice]:
