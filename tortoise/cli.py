@@ -81,6 +81,8 @@ def main(
             tts = tts_factory(args)
         latents = tts.get_conditioning_latents(clips) if clips else None
         chunks = split_for_tts(tts, text) or [text]  # empty text: tts() says so
+        if any("[" in chunk for chunk in chunks) and hasattr(tts, "load_aligner"):
+            tts.load_aligner()  # [brackets] need the aligner: fail now, not after sampling
         overrides = {"k": args.candidates}
         if args.sampler:
             overrides["sampler"] = args.sampler
