@@ -120,3 +120,20 @@ def test_cli_splits_three_thousand_characters_of_numbers_by_tokens(tmp_path, tok
     sent = [call[0] for call in tts.calls]
     assert len(sent) > 10 and all(tts.count_text_tokens(chunk) <= 180 for chunk in sent)
     assert len(list((tmp_path / "o").glob("*.wav"))) == len(sent)
+
+
+def test_cli_brackets_without_the_aligner_fail_before_sampling(tmp_path, factory, capsys):
+    from tortoise.redaction import Wav2VecAligner
+
+    made = []
+
+    def without_aligner(args):
+        tts = factory(args)
+        tts.aligner = Wav2VecAligner(tmp_path / "no-model", tmp_path / "no-tok", local_files_only=True)
+        tts.tts = lambda *a, **k: made.append(a)  # sampling must not start
+        return tts
+
+    out = tmp_path / "o"
+    code = main(["--text", "[Softly,] Hello there.", "--output-dir", str(out)], tts_factory=without_aligner)
+    assert code == 2 and made == [] and not list(out.glob("*.wav"))
+    assert "wav2vec2" in capsys.readouterr().err
