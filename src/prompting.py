@@ -87,7 +87,7 @@ class SplitText:
 
     Attributes:
         lines: non-empty, stripped lines; one clip (per candidate) is generated for each.
-        auto_split: True when TorToiSe's splitter cut the text (blank delimiter) or a line that was too
+        auto_split: True when the splitter cut the text (blank delimiter) or a line that was too
             long; the UI should tell the user so.
     """
 
