@@ -325,6 +325,18 @@ def _set_environment(paths: AppPaths, settings: AppSettings) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
+def _log_doctor(ctx: AppContext) -> None:
+    """The installation check at start-up: problems and warnings in the log (all of it in Settings)."""
+    from src.doctor import run_doctor
+
+    report = run_doctor(ctx.paths, ctx.settings)
+    log.info("Installation check: %s Details in the Settings tab.", report.summary())
+    for finding in report.problems:
+        log.warning("%s: %s", finding.area, finding.message)
+    for finding in report.warnings:
+        log.info("%s: %s", finding.area, finding.message)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the app until Ctrl+C (or for --smoke-test-seconds). Returns the exit status."""
     logging.basicConfig(
@@ -336,6 +348,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         ctx = load_context(args)
         _set_environment(ctx.paths, ctx.settings)
+        _log_doctor(ctx)
         running = serve(ctx)
     except AppError as error:
         log.error("%s", error)

@@ -110,7 +110,8 @@ usage() {
     cat <<EOF
 Usage: ./setup-$1.sh [--check]
 Creates or reuses venv/, installs torch $TORCH_VERSION for $1, then requirements.txt, then checks
-that torch works. Safe to run again. --check only runs the final check on the existing venv/.
+that torch works. Safe to run again. --check only runs the final checks on the existing venv/: the torch
+build, then the app's doctor (GPU, ffmpeg, model files, writable folders, disk space).
 Settings are environment variables; see the top of scripts/setup-common.sh.
 EOF
 }
@@ -125,6 +126,8 @@ run_setup() {
         --check)
             [ -x "$VENV_PY" ] || die "no $VENV_DIR/ yet; run ./setup-$backend.sh without --check first"
             verify_torch "$backend"
+            say "Checking the installation (models, ffmpeg, GPU, folders, disk space)"
+            "$VENV_PY" -m src.doctor || say "The check above lists problems to fix before generating."
             return 0
             ;;
         *) usage "$backend" >&2; die "unknown argument '$1'" ;;

@@ -21,6 +21,8 @@ from tortoise import GenerationCancelled, cpu_supports_bf16
 log = logging.getLogger(__name__)
 
 Loader = Callable[[], Any]  # returns a TextToSpeech (or a test double with the same methods)
+WaitFn = Callable[[int], None]  # told the queue position (1 = next) while a job waits for the engine
+WAIT_REPORT_S = 1.0  # how often a waiting job reports its position
 
 
 class TTSEngine:
@@ -39,6 +41,9 @@ class TTSEngine:
         self._tts: Any | None = None
         self._load_lock = threading.Lock()  # one load at a time
         self._job_lock = threading.Lock()  # one generation / latents job at a time
+        self._waiting_lock = threading.Lock()
+        self._waiting: set[int] = set()  # tickets of the calls waiting for the job lock, in arrival order
+        self._next_ticket = 0
         self._cancel = threading.Event()
         self._busy = threading.Event()
         self._loading = threading.Event()
@@ -118,9 +123,13 @@ class TTSEngine:
         """Use `loader` for the next load (e.g. after a settings change); the loaded model stays."""
         self._loader = loader
 
-    def unload(self) -> bool:
-        """Drop the model and free its memory, after any running job. True if one was loaded."""
-        with self._job_lock, self._load_lock:
+    def unload(self, on_wait: WaitFn | None = None) -> bool:
+        """Drop the model and free its memory, after any running job. True if one was loaded.
+
+        Args:
+            on_wait: while a job runs, called about once a second with this call's queue position.
+        """
+        with self._queued(on_wait), self._load_lock:
             tts, self._tts = self._tts, None
         if tts is None:
             return False
@@ -141,8 +150,35 @@ class TTSEngine:
 
     # ------------------------------------------------------------------ jobs and cancelling
 
+    @property
+    def queue_length(self) -> int:
+        """Jobs running or waiting for the engine."""
+        with self._waiting_lock:
+            return len(self._waiting) + (1 if self.is_busy else 0)
+
     @contextlib.contextmanager
-    def job(self, *, half: bool | None = None) -> Iterator[Any]:
+    def _queued(self, on_wait: WaitFn | None) -> Iterator[None]:
+        """Hold the job lock; while waiting for it, tell `on_wait` the position in the queue (1 = next)."""
+        with self._waiting_lock:
+            ticket = self._next_ticket
+            self._next_ticket += 1
+            self._waiting.add(ticket)
+        try:
+            while not self._job_lock.acquire(timeout=WAIT_REPORT_S if on_wait else -1):
+                if on_wait is not None:
+                    with self._waiting_lock:
+                        ahead = sum(1 for other in self._waiting if other < ticket)
+                    on_wait(ahead + 1)
+        finally:
+            with self._waiting_lock:
+                self._waiting.discard(ticket)
+        try:
+            yield
+        finally:
+            self._job_lock.release()
+
+    @contextlib.contextmanager
+    def job(self, *, half: bool | None = None, on_wait: WaitFn | None = None) -> Iterator[Any]:
         """Hold the engine for one job and yield the loaded TextToSpeech.
 
         Jobs queue behind each other. The Stop flag is cleared when the job starts, so a Stop meant
@@ -151,8 +187,9 @@ class TTSEngine:
         Args:
             half: use half precision for this job (fp16 on CUDA, bf16 on CPUs that support it);
                 None keeps the device plan's setting.
+            on_wait: while another job runs, called about once a second with the queue position.
         """
-        with self._job_lock:
+        with self._queued(on_wait):
             self._cancel.clear()
             self._busy.set()
             try:

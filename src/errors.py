@@ -66,3 +66,7 @@ class DatasetEmpty(AppError):
 
 class TrainingError(AppError):
     """Training could not be configured, started, stopped or resumed."""
+
+
+class MissingRequirement(AppError):
+    """Something a run needs (a model, the aligner, ffmpeg, disk space) is missing; found before any work."""

@@ -22,11 +22,21 @@ import torch
 
 from src.audio_ops import join_clips, non_final_outputs, postprocess_output
 from src.engine import TTSEngine
-from src.errors import InvalidInput, SettingsError
+from src.errors import InvalidInput, MetadataError, SettingsError
 from src.metadata import GenerationMetadata, encode_latents, save_metadata
 from src.paths import SPECIAL_VOICES, AppPaths
+from src.preflight import (
+    DiskUsage,
+    check_aligner,
+    check_disk_space,
+    check_ffmpeg,
+    estimate_output_bytes,
+    needs_aligner,
+)
 from src.prompting import (
     PreparedPrompts,
+    check_control_characters,
+    emotion_prefix,
     normalize_delimiter,
     prepare_prompts,
     resolve_seed,
@@ -46,7 +56,13 @@ from src.settings import (
     update_setting,
 )
 from src.voices import VoiceConditioning, VoiceLibrary
-from tortoise import OUTPUT_SAMPLE_RATE, VOICE_SAMPLE_RATE, cuda_device_count, normalize_sampler_name
+from tortoise import (
+    OUTPUT_SAMPLE_RATE,
+    VOICE_SAMPLE_RATE,
+    GenerationOptions,
+    cuda_device_count,
+    normalize_sampler_name,
+)
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +89,7 @@ STAGE_LABELS = {
 }
 VOICE_SHARE = 0.05  # progress bar share of loading the model and the voice latents
 SAVE_SHARE = 0.05  # ... and of joining, post-processing and saving
+DEFAULT_MAX_MEL_TOKENS = GenerationOptions().max_mel_tokens
 
 
 @dataclass(frozen=True)
@@ -170,6 +187,7 @@ class Generator:
         voices: the VoiceLibrary.
         settings: returns the current AppSettings (read at each run, so Settings changes apply).
         voicefixer: the VoiceFixer runner (default: a lazy one).
+        disk_usage: how free space is measured (shutil.disk_usage; tests pass a small disk).
     """
 
     def __init__(
@@ -179,12 +197,14 @@ class Generator:
         voices: VoiceLibrary,
         settings: Callable[[], AppSettings],
         voicefixer: VoiceFixerRunner | None = None,
+        disk_usage: DiskUsage = shutil.disk_usage,
     ) -> None:
         self.paths = paths
         self.engine = engine
         self.voices = voices
         self.settings = settings
         self.voicefixer = voicefixer or VoiceFixerRunner()
+        self.disk_usage = disk_usage
 
     def compute_latents(
         self, voice: str, voice_chunks: int = 0, progress: ProgressFn | None = None
@@ -227,17 +247,17 @@ class Generator:
         """
         request = check_request(request)
         report = progress or (lambda fraction, text: None)
-        prompts = prepare_prompts(
-            request.text, request.delimiter, request.emotion, request.custom_emotion
-        )
+        # the cheap checks first, before waiting for the engine or loading anything
+        check_control_characters(request.text)
+        emotion_prefix(request.emotion, request.custom_emotion)
         seed = resolve_seed(request.seed)
         settings = self.settings()
-        notes = _split_notes(request, prompts.lines, prompts.auto_split)
         started = time.perf_counter()
-        report(0.0, "Waiting for the model" if self.engine.is_busy else "Loading the model")
-        with self.engine.job(half=request.half_precision) as tts:
-            for prompt in prompts.prompts:
-                tts.encode_text(prompt)  # a too-long line fails now, before any work
+        report(0.0, "Loading the model")
+        with self.engine.job(half=request.half_precision, on_wait=_wait_progress(report)) as tts:
+            prompts = _prompts_for(tts, request)
+            notes = _split_notes(request, prompts.lines, prompts.auto_split)
+            self._preflight(tts, request, prompts, settings, notes, report)
             report(0.01, "Preparing the voice")
             with self.engine.latents_on_cpu(tts, settings.force_cpu_for_conditioning_latents):
                 voice = self.voices.conditioning(
@@ -270,6 +290,33 @@ class Generator:
             voice.sample,
         )  # fmt: skip
 
+    def _preflight(
+        self, tts: Any, request: GenerateRequest, prompts: PreparedPrompts, settings: AppSettings,
+        notes: list[str], report: ProgressFn,
+    ) -> None:  # fmt: skip
+        """Everything the run will need, checked before any sampling (the models are loaded by now).
+
+        Raises:
+            TortoiseError: a line is too long or has nothing to say.
+            MissingRequirement: the aligner, ffmpeg or disk space is missing.
+        """
+        for prompt in prompts.prompts:
+            tts.encode_text(prompt)  # a too-long line fails now, before any work
+        if request.enable_redaction and needs_aligner(prompts.prompts):
+            report(0.005, "Loading the [bracket] aligner (downloaded once, about 1.2 GB)")
+            check_aligner(tts, request.emotion)
+        if request.voice not in SPECIAL_VOICES:
+            for part in self.voices.blend_parts(request.voice) or [request.voice]:
+                note = check_ffmpeg(self.paths.root, self.voices.clip_files(part), label=f"voice '{part}'")
+                if note:
+                    notes.append(note)
+        elif request.mic_audio:
+            check_ffmpeg(self.paths.root, [Path(request.mic_audio)], label="the microphone recording")
+        max_mel_tokens = int(self.engine.default_options.get("max_mel_tokens", DEFAULT_MAX_MEL_TOKENS))
+        rate = settings.output_sample_rate or OUTPUT_SAMPLE_RATE
+        needed = estimate_output_bytes(len(prompts.lines), request.candidates, rate, max_mel_tokens)
+        check_disk_space(self.paths.results_dir, needed, self.disk_usage)
+
     # ------------------------------------------------------------------ one run
 
     def _run_lines(self, run: _Run) -> list[Path]:
@@ -287,8 +334,9 @@ class Generator:
                 cancel=self.engine.is_cancelled, progress=_line_progress(run.report, index, lines),
                 **options,
             )  # fmt: skip
-            run.notes.extend(result.notes)
-            waves.append([w.reshape(1, -1) for w in result.waveforms])
+            where = f"Line {index + 1}: " if lines > 1 else ""
+            run.notes.extend(where + note for note in result.notes)
+            waves.append([self._redact(run, w.reshape(1, -1), prompt, where) for w in result.waveforms])
             seconds = time.perf_counter() - line_start
             for candidate, wav in enumerate(waves[-1]):
                 name = clip_filename(index, candidate, lines=lines, candidates=request.candidates)
@@ -310,8 +358,10 @@ class Generator:
         self.engine.check_cancelled()
         prune = run.settings.delete_non_final_output
         delete_clips(non_final_outputs(written, finals, delete_non_final=prune))
-        summary = run.metadata(request.text.strip(), run.elapsed_s())
-        write_input_file(run.run_dir, summary.to_dict(include_latents=False))
+        summary = run.metadata(request.text.strip(), run.elapsed_s()).to_dict(include_latents=False)
+        if run.notes:
+            summary["notes"] = list(dict.fromkeys(run.notes))  # what was skipped and why, with the result
+        write_input_file(run.run_dir, summary)
         return finals
 
     def _options(self, request: GenerateRequest, settings: AppSettings) -> dict[str, Any]:
@@ -333,7 +383,24 @@ class Generator:
             "diffusion_temperature": request.diffusion_temperature,
             "breathing_room": request.breathing_room,
             "sample_batch_size": min(batch, request.num_autoregressive_samples) if batch else 0,
+            # the Generator cuts [brackets] itself, so a failing aligner cannot lose the audio
+            "enable_redaction": False,
         }
+
+    def _redact(self, run: _Run, wav: torch.Tensor, prompt: str, where: str) -> torch.Tensor:
+        """Cut the [bracketed] words from a finished clip; on failure keep it whole, with a note."""
+        redact = getattr(run.tts, "redact", None)
+        if not run.request.enable_redaction or redact is None or "[" not in prompt:
+            return wav
+        try:
+            return redact(wav, prompt).reshape(1, -1)
+        except Exception as error:  # boundary: the finished audio must survive a post-processing failure
+            log.exception("Redaction failed; keeping the clip uncut")
+            run.notes.append(
+                f"{where}The [bracketed] words could not be cut from the audio ({error}), so the clip "
+                "was saved without redaction and they are audible."
+            )
+            return wav
 
     def _voicefixer(
         self, run: _Run, finals: list[Path], text: str, written: list[Path]
@@ -350,12 +417,18 @@ class Generator:
         fixed_files = []
         for path in finals:
             self.engine.check_cancelled()
-            fixed = self.voicefixer.fix(
-                path, path.with_name(f"{path.stem}_fixed.wav"),
-                use_cuda=run.settings.voice_fixer_use_cuda,
-            )  # fmt: skip
-            save_metadata(fixed, run.metadata(text, run.elapsed_s()),
-                          embed=run.settings.embed_output_metadata)  # fmt: skip
+            target = path.with_name(f"{path.stem}_fixed.wav")
+            try:
+                fixed = self.voicefixer.fix(path, target, use_cuda=run.settings.voice_fixer_use_cuda)
+            except Exception as error:  # boundary: keep the unprocessed clip when VoiceFixer fails
+                log.exception("VoiceFixer failed on %s", path)
+                target.unlink(missing_ok=True)
+                run.notes.append(
+                    f"VoiceFixer failed on {path.name} ({error}), so the clip was kept without it."
+                )
+                fixed_files.append(path)
+                continue
+            run.tag(fixed, text)
             written.append(fixed)
             fixed_files.append(fixed)
         return fixed_files
@@ -399,13 +472,56 @@ class _Run:
         )
 
     def save(self, name: str, wav: torch.Tensor, text: str, seconds: float) -> Path:
-        """Apply the output rate and volume, then write `run_dir/name` atomically with metadata."""
+        """Apply the output rate and volume, then write `run_dir/name` atomically with metadata.
+
+        A failing post-processing step (rate, volume, metadata) never loses the clip: it is saved
+        without that step, and a note says what was skipped and why.
+        """
         settings = self.settings
-        out, rate = postprocess_output(
-            wav, OUTPUT_SAMPLE_RATE, settings.output_sample_rate, settings.output_volume
-        )
-        return save_clip(self.run_dir / name, out, rate, self.metadata(text, seconds),
-                         embed=settings.embed_output_metadata)  # fmt: skip
+        try:
+            out, rate = postprocess_output(
+                wav, OUTPUT_SAMPLE_RATE, settings.output_sample_rate, settings.output_volume
+            )
+        except Exception as error:  # boundary: keep the raw 24 kHz audio
+            log.exception("Output resampling/volume failed for %s", name)
+            self.notes.append(
+                f"{name}: the Output Sample Rate and Volume could not be applied ({error}); "
+                f"saved unprocessed at {OUTPUT_SAMPLE_RATE} Hz."
+            )
+            out, rate = wav, OUTPUT_SAMPLE_RATE
+        metadata = self.metadata(text, seconds)
+        try:
+            return save_clip(self.run_dir / name, out, rate, metadata,
+                             embed=settings.embed_output_metadata)  # fmt: skip
+        except MetadataError as error:
+            log.exception("Metadata could not be written to %s", name)
+            self.notes.append(f"{name}: saved without its settings metadata ({error}).")
+            return save_clip(self.run_dir / name, out, rate, None)
+
+    def tag(self, path: Path, text: str) -> None:
+        """Add the metadata to a file made after saving (VoiceFixer); a failure is only a note."""
+        try:
+            save_metadata(path, self.metadata(text, self.elapsed_s()),
+                          embed=self.settings.embed_output_metadata)  # fmt: skip
+        except MetadataError as error:
+            log.exception("Metadata could not be written to %s", path)
+            self.notes.append(f"{path.name}: saved without its settings metadata ({error}).")
+
+
+def _wait_progress(report: ProgressFn) -> Callable[[int], None]:
+    return lambda position: report(
+        0.0, f"Waiting for the current job to finish (position {position} in the queue)"
+    )
+
+
+def _prompts_for(tts: Any, request: GenerateRequest) -> PreparedPrompts:
+    """The lines of the request, split by tokens after cleaning when the model has a tokenizer."""
+    count = getattr(tts, "count_text_tokens", None)
+    limit = int(getattr(tts, "text_token_limit", 0) or 0)
+    return prepare_prompts(
+        request.text, request.delimiter, request.emotion, request.custom_emotion,
+        count_tokens=count, token_limit=limit,
+    )  # fmt: skip
 
 
 def _split_notes(request: GenerateRequest, lines: tuple[str, ...], auto_split: bool) -> list[str]:
@@ -416,7 +532,10 @@ def _split_notes(request: GenerateRequest, lines: tuple[str, ...], auto_split: b
         if empty:
             notes.append(f"Skipped {empty} empty line(s).")
     if auto_split:
-        notes.append(f"The text was split at sentence ends into {len(lines)} lines.")
+        notes.append(
+            f"The text was split into {len(lines)} lines at sentence (or clause) ends, so that each "
+            "fits one pass."
+        )
     return notes
 
 

@@ -6,10 +6,12 @@ No I/O and no models: every function maps its arguments to a result, so the rule
 from __future__ import annotations
 
 import random
+import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from src.errors import InvalidInput
-from tortoise import split_and_recombine_text
+from tortoise import InvalidInputError, split_text_by_tokens
 
 EMOTIONS = ("None", "Happy", "Sad", "Angry", "Disgusted", "Arrogant", "Custom")
 NO_EMOTION = "None"
@@ -18,6 +20,64 @@ MAX_SEED = 2**32 - 1  # numpy's limit; torch accepts it too
 # Chunk sizes of TorToiSe's long-text splitter, in characters (as tortoise/read.py uses them).
 SPLIT_DESIRED_LENGTH = 200
 SPLIT_MAX_LENGTH = 300
+# The same sizes in tokens after cleaning (plain English is about 1.7 characters per token): a chunk
+# of 180 tokens is about 20 s of speech, within what one pass can say before max_mel_tokens.
+SPLIT_DESIRED_TOKENS = 120
+SPLIT_MAX_TOKENS = 180
+ALLOWED_CONTROL = "\n\r\t"
+CONTROL_NAMES = {
+    0x00: "NUL", 0x07: "BEL", 0x08: "BS", 0x0B: "VT", 0x0C: "FF", 0x1B: "ESC", 0x7F: "DEL",
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class TokenBudget:
+    """How chunk lengths are measured: `count` maps text to its length (tokens after cleaning, or
+    characters); chunks aim for `desired` and never exceed `maximum`."""
+
+    count: Callable[[str], int]
+    desired: int
+    maximum: int
+
+
+CHARACTER_BUDGET = TokenBudget(len, SPLIT_DESIRED_LENGTH, SPLIT_MAX_LENGTH)
+
+
+def token_budget(count_tokens: Callable[[str], int], limit: int, prefix: str = "") -> TokenBudget:
+    """A budget in tokens for lines spoken after `prefix` (the hidden emotion), within one pass's `limit`."""
+    maximum = min(SPLIT_MAX_TOKENS, limit)
+    return TokenBudget(
+        lambda text: count_tokens(prefix + text), min(SPLIT_DESIRED_TOKENS, maximum), maximum
+    )
+
+
+def check_control_characters(text: str) -> None:
+    """Refuse text with control characters (ESC, NUL, BEL...), naming them; line breaks and tabs are fine.
+
+    Terminal colour codes such as ESC[31m would otherwise be read as [brackets].
+
+    Raises:
+        InvalidInput: naming each control character found, where it first occurs and how often.
+    """
+    found: dict[str, list[int]] = {}
+    for position, char in enumerate(text):
+        if char not in ALLOWED_CONTROL and unicodedata.category(char) == "Cc":
+            code = ord(char)
+            name = f"{CONTROL_NAMES.get(code, 'control character')} (U+{code:04X})"
+            found.setdefault(name, []).append(position + 1)
+    if not found:
+        return
+    listed = "; ".join(
+        f"{name} at character {spots[0]}" + (f" and {len(spots) - 1} more" if len(spots) > 1 else "")
+        for name, spots in found.items()
+    )
+    only = " The prompt holds nothing else." if not any(
+        c.strip() and unicodedata.category(c) != "Cc" for c in text
+    ) else ""
+    raise InvalidInput(
+        f"The prompt contains control characters that cannot be spoken: {listed}.{only} "
+        "They often come from text copied out of a terminal; delete them and run again."
+    )
 
 
 @dataclass(frozen=True)
@@ -26,7 +86,7 @@ class SplitText:
 
     Attributes:
         lines: non-empty, stripped lines; one clip (per candidate) is generated for each.
-        auto_split: True when TorToiSe's splitter cut the text (blank delimiter) or a line that was too
+        auto_split: True when the splitter cut the text (blank delimiter) or a line that was too
             long; the UI should tell the user so.
     """
 
@@ -57,48 +117,44 @@ def normalize_delimiter(delimiter: str | None) -> str:
 
 
 def split_text(
-    text: str,
-    delimiter: str | None,
-    *,
-    desired_length: int = SPLIT_DESIRED_LENGTH,
-    max_length: int = SPLIT_MAX_LENGTH,
+    text: str, delimiter: str | None, *, budget: TokenBudget = CHARACTER_BUDGET
 ) -> SplitText:
     """Split the prompt into the lines to generate.
 
     - A delimiter that occurs in the text splits it there; pieces are stripped and empty ones skipped
-      (so `\\n` gives one clip per non-empty line). A piece longer than `max_length` characters is cut
-      further with TorToiSe's splitter, and `auto_split` says so.
-    - A blank delimiter (the default) hands the whole text to TorToiSe's `split_and_recombine_text`,
-      which makes chunks of about `desired_length` characters at sentence ends.
+      (so `\\n` gives one clip per non-empty line). A piece longer than `budget.maximum` is cut further
+      (see `split_text_by_tokens`), and `auto_split` says so.
+    - A blank delimiter (the default) packs whole sentences into lines of about `budget.desired`,
+      cutting a sentence too long for `budget.maximum` at clauses, then at spaces.
     - A delimiter that does not occur leaves the text as one line (cut only if too long).
 
     Args:
         text: the Prompt box.
         delimiter: the Line Delimiter box (see `normalize_delimiter`).
-        desired_length: chunk size the splitter aims for, in characters.
-        max_length: longest chunk the splitter makes, and longest delimited line kept whole.
+        budget: how lines are measured; the app measures tokens after cleaning (`token_budget`), so
+            numbers and currency that the cleaners expand cannot push a line over the limit.
 
     Returns:
         The lines and whether any automatic split happened.
 
     Raises:
-        InvalidInput: the text is empty or only whitespace/delimiters.
+        InvalidInput: the text is empty or only whitespace/delimiters, or one word is too long for a
+            line (the message names it).
     """
     if not text or not text.strip():
         raise InvalidInput("Please provide text.")
     separator = normalize_delimiter(delimiter)
     if not separator:
-        chunks = split_and_recombine_text(text, desired_length, max_length)
-        if len(chunks) <= 1:
+        if budget.count(text.strip()) <= budget.maximum:
             return SplitText((text.strip(),), False)
-        return SplitText(tuple(chunks), True)
+        chunks = _split_long(text, budget)
+        return SplitText(tuple(chunks), len(chunks) > 1)
 
-    pieces = [piece.strip() for piece in text.split(separator)]
     lines: list[str] = []
     auto_split = False
-    for piece in pieces:
-        if len(piece) > max_length:
-            chunks = split_and_recombine_text(piece, desired_length, max_length)
+    for piece in (piece.strip() for piece in text.split(separator)):
+        if piece and budget.count(piece) > budget.maximum:
+            chunks = _split_long(piece, budget)
             auto_split = auto_split or len(chunks) > 1
             lines.extend(chunks)
         elif piece:
@@ -106,6 +162,13 @@ def split_text(
     if not lines:
         raise InvalidInput("Please provide text: every line is empty.")
     return SplitText(tuple(lines), auto_split)
+
+
+def _split_long(text: str, budget: TokenBudget) -> list[str]:
+    try:
+        return split_text_by_tokens(text, budget.count, budget.maximum, budget.desired)
+    except InvalidInputError as error:
+        raise InvalidInput(str(error)) from error
 
 
 def _check_emotion(emotion: str | None) -> str:
@@ -168,15 +231,29 @@ def strip_emotion_prefix(text: str, emotion: str | None, custom_emotion: str | N
 
 
 def prepare_prompts(
-    text: str, delimiter: str | None, emotion: str | None, custom_emotion: str | None = ""
+    text: str,
+    delimiter: str | None,
+    emotion: str | None,
+    custom_emotion: str | None = "",
+    *,
+    count_tokens: Callable[[str], int] | None = None,
+    token_limit: int = 0,
 ) -> PreparedPrompts:
     """Split the text (see `split_text`) and prefix every line with the emotion (see `emotion_prefix`).
 
+    Args:
+        count_tokens / token_limit: measure lines in tokens after cleaning, the emotion prefix
+            included, within `token_limit` tokens per pass; None splits by characters.
+
     Raises:
-        InvalidInput: empty text or an unknown emotion.
+        InvalidInput: empty text, control characters, an unknown emotion, or a word too long.
     """
+    check_control_characters(text)
     prefix = emotion_prefix(emotion, custom_emotion)
-    split = split_text(text, delimiter)
+    budget = CHARACTER_BUDGET
+    if count_tokens is not None and token_limit > 0:
+        budget = token_budget(count_tokens, token_limit, prefix)
+    split = split_text(text, delimiter, budget=budget)
     return PreparedPrompts(split.lines, tuple(prefix + line for line in split.lines), split.auto_split)
 
 

@@ -192,6 +192,9 @@ class GenerateDefaults:
     repetition_penalty: float = _knob(2.0, "Repetition Penalty", "slider", minimum=0.0, maximum=8.0,
                                       step=0.01)
     cond_free_k: float = _knob(2.0, "Conditioning-Free K", "slider", minimum=0.0, maximum=4.0, step=0.01)
+    enable_redaction: bool = _knob(True, "Cut [Bracketed] Words", "checkbox",
+                                   help="Cut [bracketed] words and the emotion prefix from the audio "
+                                   "(needs the wav2vec2 aligner); off: they are spoken.")
     # fmt: on
 
 

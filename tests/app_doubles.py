@@ -128,6 +128,41 @@ class FakeTTS:
         )
 
 
+class TokenizedFakeTTS(FakeTTS):
+    """A FakeTTS that measures text as TextToSpeech does: a real tokenizer and a token limit per pass,
+    and optionally an aligner for [bracket] redaction (`load_aligner`, `redact`)."""
+
+    def __init__(self, tokenizer, text_token_limit: int = 396, aligner=None, **kwargs):
+        super().__init__(**kwargs)
+        self.tokenizer = tokenizer
+        self.text_token_limit = text_token_limit
+        self.aligner = aligner
+        self.redacted: list[str] = []
+
+    def count_text_tokens(self, text: str) -> int:
+        return len(self.tokenizer.encode(text))
+
+    def encode_text(self, text: str) -> torch.Tensor:
+        if not text.strip():
+            raise InvalidInputError("The text is empty. Type something to say.")
+        count = self.count_text_tokens(text)
+        if count > self.text_token_limit:
+            raise TextTooLongError(f"The text is {count} tokens; one pass allows {self.text_token_limit}.")
+        return torch.zeros(1, count + 1, dtype=torch.long)
+
+    def load_aligner(self):
+        if self.aligner is None:
+            raise InvalidInputError("No aligner was given to this double.")
+        load = getattr(self.aligner, "load", None)
+        if load is not None:
+            load()
+        return self.aligner
+
+    def redact(self, wav, text):
+        self.redacted.append(text)
+        return self.load_aligner().redact(wav, text, OUTPUT_SAMPLE_RATE)
+
+
 def tiny_tts(tiny_models, tokenizer_path=REFERENCE_DIR / "tokenizer.json"):
     """A real TextToSpeech over the tiny golden models on the CPU (no downloads)."""
     from tortoise.api import TextToSpeech, TTSModels

@@ -5,7 +5,7 @@ from tortoise.api import OFFICIAL_TEXT_TOKEN_LIMIT, TextToSpeech, TTSModels, TTS
 from tortoise.audio import OUTPUT_SAMPLE_RATE, VOICE_SAMPLE_RATE, load_audio, read_audio, resample, save_wav
 from tortoise.consistency import reads_codes, voice_clip_mels, waveform_similarity
 from tortoise.device import cpu_supports_bf16, cuda_device_count, list_devices, release_accelerator_memory
-from tortoise.download import ModelStore
+from tortoise.download import INFERENCE_FILES, MODEL_FILES, ModelStore, checkpoint_problem
 from tortoise.errors import (
     AudioLoadError,
     GenerationCancelled,
@@ -24,17 +24,20 @@ from tortoise.options import (
     normalize_preset_name,
     normalize_sampler_name,
 )
-from tortoise.text import split_and_recombine_text
+from tortoise.redaction import CTC_TOKENIZER_ID, WAV2VEC2_MODEL_ID
+from tortoise.text import split_and_recombine_text, split_text_by_tokens
 from tortoise.tokenizer import UNK_TOKEN_ID, VoiceBpeTokenizer
 
 __all__ = [
-    "models",
     "AudioLoadError",
+    "CTC_TOKENIZER_ID",
     "ConditioningLatents",
     "GenerationCancelled",
     "GenerationOptions",
+    "INFERENCE_FILES",
     "InvalidInputError",
     "MIN_CLIP_SAMPLES",
+    "MODEL_FILES",
     "ModelDownloadError",
     "ModelStore",
     "OFFICIAL_TEXT_TOKEN_LIMIT",
@@ -49,12 +52,15 @@ __all__ = [
     "UNK_TOKEN_ID",
     "VOICE_SAMPLE_RATE",
     "VoiceBpeTokenizer",
+    "WAV2VEC2_MODEL_ID",
     "WeightsError",
+    "checkpoint_problem",
     "cpu_supports_bf16",
     "cuda_device_count",
     "list_devices",
     "load_audio",
     "load_mel_norms",
+    "models",
     "normalize_preset_name",
     "normalize_sampler_name",
     "read_audio",
@@ -63,6 +69,7 @@ __all__ = [
     "resample",
     "save_wav",
     "split_and_recombine_text",
+    "split_text_by_tokens",
     "voice_clip_mels",
     "waveform_similarity",
 ]

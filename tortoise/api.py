@@ -27,7 +27,7 @@ from tortoise.options import GenerationOptions
 from tortoise.ranking import score_candidates
 from tortoise.redaction import split_redacted
 from tortoise.sampling import calm_trim_length, fix_autoregressive_output, sample_codes
-from tortoise.tokenizer import VoiceBpeTokenizer
+from tortoise.tokenizer import SPACE_TOKEN_ID, UNK_TOKEN_ID, VoiceBpeTokenizer
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,8 @@ class TTSResult:
         notes: things the caller should tell the user (e.g. why CVVP was not applied).
         timings_s: wall time per stage in seconds.
         codes: (k, length) fixed AR codes of the returned candidates.
+        truncated: per returned candidate, True when it never emitted a stop code (its speech was cut
+            at max_mel_tokens).
     """
 
     waveforms: list[torch.Tensor]
@@ -71,6 +73,7 @@ class TTSResult:
     notes: list[str] = field(default_factory=list)
     timings_s: dict[str, float] = field(default_factory=dict)
     codes: torch.Tensor | None = None
+    truncated: list[bool] = field(default_factory=list)
 
 
 class TextToSpeech:
@@ -109,6 +112,7 @@ class TextToSpeech:
         self.rlg_loader = rlg_loader
         self.model_name = model_name
         self.model_hash = model_hash
+        self.offline = False  # from_dir sets it: the lazily made aligner then never downloads
         for name in ("autoregressive", "diffusion", "clvp", "vocoder", "cvvp", "rlg_auto", "rlg_diffuser"):
             model = getattr(models, name)
             if model is not None:
@@ -164,7 +168,7 @@ class TextToSpeech:
         stat = ar_path.stat()
         # hashing 1.6 GB on every start is slow; size + mtime + name identify a checkpoint well enough
         quick_hash = sha256_of_text(f"{ar_path.name}:{stat.st_size}:{int(stat.st_mtime)}")[:8]
-        return cls(
+        tts = cls(
             models,
             VoiceBpeTokenizer(paths["tokenizer.json"]),
             load_mel_norms(paths["mel_norms.pth"]),
@@ -175,6 +179,8 @@ class TextToSpeech:
             model_name=ar_path.stem,
             model_hash=quick_hash,
         )
+        tts.offline = bool(store.offline) if hasattr(store, "offline") else bool(offline)
+        return tts
 
     # ------------------------------------------------------------------ conditioning
 
@@ -218,6 +224,15 @@ class TextToSpeech:
 
     # ------------------------------------------------------------------ text
 
+    @property
+    def text_token_limit(self) -> int:
+        """The most text tokens (after cleaning) one `tts()` call accepts."""
+        return min(OFFICIAL_TEXT_TOKEN_LIMIT, self.models.autoregressive.max_text_tokens - 2) - 2
+
+    def count_text_tokens(self, text: str) -> int:
+        """Length of `text` in tokens after cleaning, as `encode_text` measures it."""
+        return len(self.tokenizer.encode(text))
+
     def encode_text(self, text: str) -> torch.Tensor:
         """(1, T + 1) text ids with the trailing stop 0 that tts() appends.
 
@@ -229,11 +244,15 @@ class TextToSpeech:
             raise InvalidInputError("The text is empty. Type something to say.")
         check_brackets(text)
         ids = self.tokenizer.encode(text)
-        limit = min(OFFICIAL_TEXT_TOKEN_LIMIT, self.models.autoregressive.max_text_tokens - 2)
-        if len(ids) + 1 >= limit:
+        if not any(i not in (SPACE_TOKEN_ID, UNK_TOKEN_ID) for i in ids):
+            raise InvalidInputError(
+                "Nothing in the text can be spoken: after cleaning it has no letters or digits the model "
+                "knows (emoji and symbols are dropped). Type words to say."
+            )
+        if len(ids) > self.text_token_limit:
             raise TextTooLongError(
-                f"The text is {len(ids)} tokens long; one pass allows {limit - 2}. Split it into shorter "
-                "lines (use a line delimiter) or let the app split it at sentence boundaries."
+                f"The text is {len(ids)} tokens long; one pass allows {self.text_token_limit}. Split it "
+                "into shorter lines (use a line delimiter) or let the app split it at sentence boundaries."
             )
         return torch.tensor([ids + [0]], dtype=torch.long)
 
@@ -288,6 +307,12 @@ class TextToSpeech:
         cond_ar = latents.autoregressive.to(device, ar.dtype)
         tokens = text_tokens.to(device)
         batch = options.sample_batch_size or auto_sample_batch_size(self.plan)
+        samples = options.num_autoregressive_samples
+        if samples > batch and samples % batch:
+            notes.append(
+                f"All {samples} samples were drawn: {samples // batch} batch(es) of {batch}, then one of "
+                f"{samples % batch} (official TorToiSe would have dropped those {samples % batch})."
+            )
         t0 = time.perf_counter()
         with self.plan.on_device(ar), torch.inference_mode(), self.plan.autocast():
             codes = sample_codes(
@@ -314,6 +339,14 @@ class TextToSpeech:
         _report(progress, "ranking", 1, 1)
 
         best_codes = fixed[best]
+        truncated = [not bool((codes[i] == ar.stop_mel_token).any()) for i in best.tolist()]
+        if any(truncated):
+            cut = ", ".join(str(n + 1) for n, flag in enumerate(truncated) if flag)
+            seconds = max_mel_tokens * AR_SAMPLES_PER_CODE / 22050
+            notes.append(
+                f"Candidate {cut} never emitted a stop code, so its speech was cut off at the maximum "
+                f"length ({max_mel_tokens} codes, about {seconds:.0f} s). Use a shorter line."
+            )
         trims = [calm_trim_length(row, options.breathing_room) for row in best_codes]
         t0 = time.perf_counter()
         with self.plan.on_device(ar), torch.inference_mode(), self.plan.autocast():
@@ -351,6 +384,7 @@ class TextToSpeech:
             notes=notes,
             timings_s=timings,
             codes=best_codes.cpu(),
+            truncated=truncated,
         )
 
     def _rank(self, fixed, tokens, latents, options, notes, device) -> torch.Tensor:
@@ -436,11 +470,34 @@ class TextToSpeech:
         return wav.reshape(1, -1).float().cpu()
 
     def _redact(self, wav: torch.Tensor, text: str) -> torch.Tensor:
+        return self.redact(wav, text)
+
+    def redact(self, wav: torch.Tensor, text: str) -> torch.Tensor:
+        """Cut the [bracketed] parts of `text` from `wav` ((1, S) at 24 kHz) with the aligner.
+
+        Raises:
+            ModelDownloadError / TortoiseError: the aligner cannot be loaded.
+        """
+        return self.load_aligner().redact(wav, text, OUTPUT_SAMPLE_RATE)
+
+    def load_aligner(self) -> Any:
+        """The [bracket] aligner, loaded now (so a run can find out before sampling that it is missing).
+
+        Raises:
+            ModelDownloadError / TortoiseError: the wav2vec2 model cannot be loaded; the message says
+                how to get it or how to turn redaction off.
+        """
         if self.aligner is None:
             from tortoise.redaction import Wav2VecAligner
 
-            self.aligner = Wav2VecAligner(device=str(self.plan.latents_device), low_vram=self.plan.low_vram)
-        return self.aligner.redact(wav, text, OUTPUT_SAMPLE_RATE)
+            self.aligner = Wav2VecAligner(
+                device=str(self.plan.latents_device), local_files_only=self.offline,
+                low_vram=self.plan.low_vram,
+            )
+        load = getattr(self.aligner, "load", None)
+        if load is not None:
+            load()
+        return self.aligner
 
 
 def check_brackets(text: str) -> None:

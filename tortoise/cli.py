@@ -12,9 +12,12 @@ from pathlib import Path
 from tortoise.audio import VOICE_SAMPLE_RATE, load_audio, save_wav
 from tortoise.errors import TortoiseError
 from tortoise.options import PRESETS, SAMPLERS
-from tortoise.text import split_and_recombine_text
+from tortoise.text import split_text_by_tokens
 
 AUDIO_SUFFIXES = (".wav", ".mp3", ".flac", ".ogg")
+# Chunk sizes in tokens after cleaning: about 200 and 300 characters of plain English (~20 s of speech).
+CHUNK_DESIRED_TOKENS = 120
+CHUNK_MAX_TOKENS = 180
 log = logging.getLogger("tortoise.cli")
 
 
@@ -77,7 +80,9 @@ def main(
         else:
             tts = tts_factory(args)
         latents = tts.get_conditioning_latents(clips) if clips else None
-        chunks = split_and_recombine_text(text) if len(text) > 200 else [text]
+        chunks = split_for_tts(tts, text) or [text]  # empty text: tts() says so
+        if any("[" in chunk for chunk in chunks) and hasattr(tts, "load_aligner"):
+            tts.load_aligner()  # [brackets] need the aligner: fail now, not after sampling
         overrides = {"k": args.candidates}
         if args.sampler:
             overrides["sampler"] = args.sampler
@@ -97,6 +102,16 @@ def main(
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0
+
+
+def split_for_tts(tts: object, text: str) -> list[str]:
+    """Chunks of `text` that each fit one pass, measured in tokens after cleaning (sentences packed to
+    about CHUNK_DESIRED_TOKENS, cut at clauses then spaces when longer than CHUNK_MAX_TOKENS)."""
+    count = getattr(tts, "count_text_tokens", None)
+    if count is None:  # an object without a tokenizer: measure characters, as the official read.py
+        return split_text_by_tokens(text, len, 300, 200)
+    maximum = min(CHUNK_MAX_TOKENS, tts.text_token_limit)
+    return split_text_by_tokens(text, count, maximum, min(CHUNK_DESIRED_TOKENS, maximum))
 
 
 def _read_text(path: Path) -> str:

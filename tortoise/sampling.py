@@ -201,8 +201,10 @@ def sample_codes(
 ) -> torch.Tensor:
     """Sample candidate code rows, batch by batch, as official `tts()` does.
 
-    Like the official code, floor(num_samples / batch_size) batches of batch_size rows are drawn (the
-    remainder is dropped), unless num_samples < batch_size, in which case one batch of num_samples.
+    Like the official code, floor(num_samples / batch_size) batches of batch_size rows are drawn, unless
+    num_samples < batch_size, in which case one batch of num_samples. The official code drops the
+    remainder (20 samples with a batch of 16 gave 16); here one last, smaller batch draws it, so exactly
+    num_samples rows come back. The rows of the full batches are unchanged by this.
 
     Args:
         ar_model: UnifiedVoice.
@@ -216,7 +218,10 @@ def sample_codes(
         (samples, max_mel_tokens) int64 codes, right-padded with the stop code.
     """
     batch_size = max(1, min(batch_size, num_samples))
-    batches = num_samples // batch_size
+    sizes = [batch_size] * (num_samples // batch_size)
+    if num_samples % batch_size:
+        sizes.append(num_samples % batch_size)
+    batches = len(sizes)
     next_code = make_code_sampler(
         repetition_penalty=repetition_penalty,
         temperature=temperature,
@@ -227,12 +232,12 @@ def sample_codes(
         cancel=cancel,
     )
     out = []
-    for b in range(batches):
+    for b, size in enumerate(sizes):
         codes = ar_model.inference_codes(
             cond_latent,
             text_tokens,
             max_mel_tokens,
-            num_return_sequences=batch_size,
+            num_return_sequences=size,
             use_kv_cache=True,
             use_kv_mel_offset=use_kv_mel_offset,
             next_code=next_code,

@@ -1,13 +1,15 @@
 """Text front-end of the TTS core: cleaners (ASCII, numbers, abbreviations) and long-text splitting.
 
 Both reproduce official TorToiSe exactly (`utils/tokenizer.py` cleaners, `utils/text.py` splitter),
-because the AR and CLVP checkpoints were trained on text cleaned this way.
+because the AR and CLVP checkpoints were trained on text cleaned this way. `split_text_by_tokens`
+is the app's splitter: it measures chunks in tokens after cleaning, so every chunk fits one pass.
 """
 
 from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Callable
 
 import inflect
 from unidecode import unidecode
@@ -273,3 +275,98 @@ def split_and_recombine_text(text: str, desired_length: int = 200, max_length: i
 
     chunks = (chunk.strip() for chunk in scan.chunks)
     return [chunk for chunk in chunks if chunk and not _PUNCTUATION_ONLY_RE.fullmatch(chunk)]
+
+
+# split_text_by_tokens: a sentence ends at ".", "!" or "?" (with any closing quotes or brackets) before
+# whitespace, or at a line break; a clause at ",", ";", ":" or a dash before whitespace.
+_SENTENCE_RE = re.compile(r"(?<=[.!?])[\"'\u201d\u2019)\]]*\s+|\n+")
+_CLAUSE_RE = re.compile(r"(?<=[,;:\u2013\u2014])\s+|\s+(?=[\u2013\u2014-]\s)")
+_BRACKETED_RE = re.compile(r"\[[^\[\]]*\]")
+
+
+def split_text_by_tokens(
+    text: str,
+    count_tokens: Callable[[str], int],
+    max_tokens: int,
+    desired_tokens: int | None = None,
+) -> list[str]:
+    """Split text into chunks that each fit one TTS pass, measured in tokens after cleaning.
+
+    Sentences are packed together while a chunk stays within `desired_tokens`; a sentence longer than
+    `max_tokens` is cut at clause boundaries (",", ";", ":", dashes), and a clause still too long at
+    spaces. A [bracketed] span is never cut. Every chunk returned was measured whole with
+    `count_tokens`, so each is at most `max_tokens` long even though cleaning (numbers, currency,
+    abbreviations) changes the length of the text.
+
+    Args:
+        text: the text to split; whitespace runs (line breaks included) become one space.
+        count_tokens: the length of a piece of text in tokens, e.g. `len(tokenizer.encode(s))`
+            (`len` splits by characters).
+        max_tokens: the longest chunk allowed, in tokens.
+        desired_tokens: sentences are joined while the chunk stays within this many tokens
+            (default and upper bound: `max_tokens`).
+
+    Returns:
+        The stripped, non-empty chunks in order.
+
+    Raises:
+        InvalidInputError: a single word (or [bracketed] span) is longer than `max_tokens`; the message
+            names it. Also for `max_tokens` below 1.
+    """
+    if max_tokens < 1:
+        raise InvalidInputError(f"Cannot split text into chunks of {max_tokens} tokens.")
+    desired = max_tokens if desired_tokens is None else max(1, min(desired_tokens, max_tokens))
+    chunks: list[str] = []
+    for sentence in _pieces(text.strip(), _SENTENCE_RE):
+        if count_tokens(sentence) <= max_tokens:
+            chunks.append(sentence)
+            continue
+        for clause in _pack(_pieces(sentence, _CLAUSE_RE), count_tokens, max_tokens):
+            if count_tokens(clause) <= max_tokens:
+                chunks.append(clause)
+            else:
+                chunks.extend(_pack(_pieces(clause, re.compile(r"\s+")), count_tokens, max_tokens, True))
+    return _pack(chunks, count_tokens, desired)
+
+
+def _pieces(text: str, separator: re.Pattern) -> list[str]:
+    """`text` cut where `separator` matches, except inside [brackets]; stripped, empty pieces dropped."""
+    protected = [(m.start(), m.end()) for m in _BRACKETED_RE.finditer(text)]
+    pieces, start = [], 0
+    for match in separator.finditer(text):
+        if any(first < match.start() < last for first, last in protected):
+            continue
+        pieces.append(text[start : match.start()])
+        start = match.end()
+    pieces.append(text[start:])
+    return [collapse_whitespace(piece).strip() for piece in pieces if piece.strip()]
+
+
+def _pack(
+    pieces: list[str], count_tokens: Callable[[str], int], limit: int, words: bool = False
+) -> list[str]:
+    """Join consecutive pieces with spaces while the joined text stays within `limit` tokens.
+
+    With `words`, a single piece over the limit is an error naming it; otherwise it is kept alone (the
+    caller cuts it further).
+    """
+    packed: list[str] = []
+    current = ""
+    for piece in pieces:
+        joined = f"{current} {piece}" if current else piece
+        if count_tokens(joined) <= limit:
+            current = joined
+            continue
+        if current:
+            packed.append(current)
+        if words and count_tokens(piece) > limit:
+            shown = piece if len(piece) <= 40 else f"{piece[:30]}...{piece[-6:]}"
+            what = "[bracketed] text" if piece.startswith("[") else "word"
+            raise InvalidInputError(
+                f"The {what} '{shown}' ({len(piece)} characters, {count_tokens(piece)} tokens) is too long "
+                f"to speak in one pass (the limit is {limit} tokens). Shorten it or add spaces."
+            )
+        current = piece
+    if current:
+        packed.append(current)
+    return packed

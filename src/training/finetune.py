@@ -501,10 +501,13 @@ def write_training_files(
         The adjusted config, its schedule, the two paths and the messages to show.
 
     Raises:
-        InvalidVoiceName: the dataset name is empty or not a plain folder name.
+        InvalidInput: no dataset is chosen.
+        InvalidVoiceName: the dataset name is not a plain folder name.
         DatasetEmpty: no usable train.txt.
         TrainingError: the resume state or the source model does not exist.
     """
+    if not (config.voice or "").strip():
+        raise InvalidInput("Choose a Dataset first (prepare one in Prepare Dataset), then save.")
     voice = validate_voice_name(config.voice)
     config = dataclasses.replace(config, voice=voice)
     if isinstance(target, AppPaths):

@@ -8,6 +8,7 @@ import functools
 import html
 import inspect
 import logging
+import os
 import re
 import time
 import traceback
@@ -30,10 +31,22 @@ _IDENTIFIER = re.compile(r"[A-Za-z_][\w.-]*")
 
 
 def user_message(error: BaseException) -> str:
-    """The plain-language text for a deliberate error (its message, never a traceback)."""
+    """The plain-language text for a deliberate error (its message, never a traceback).
+
+    Paths inside Gradio's upload cache are shown as the uploaded file's own name.
+    """
     if isinstance(error, GenerationCancelled):
         return "Generation stopped. Nothing was saved."
-    return str(error).strip() or type(error).__name__
+    return hide_upload_paths(str(error).strip() or type(error).__name__)
+
+
+def hide_upload_paths(message: str, upload_dir: str | None = None) -> str:
+    """`message` with each `<upload cache>/<hash>/<name>` written as just `<name>` (the user's file)."""
+    folders = {upload_dir or str(gr.utils.get_upload_folder())}
+    folders |= {os.path.realpath(folder) for folder in folders}
+    for folder in sorted(folders, key=len, reverse=True):
+        message = re.sub(re.escape(folder.rstrip("/\\")) + r"[/\\][^/\\\s]+[/\\]", "", message)
+    return message
 
 
 def ui_handler(fn: F) -> F:

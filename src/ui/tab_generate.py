@@ -40,7 +40,7 @@ RESETTABLE = tuple(
 RESTORED_FIELDS = tuple(f.name for f in dataclasses.fields(GenerateDefaults))
 EXPERIMENTAL_FIELDS = (
     "half_precision", "cond_free", "cvvp_weight", "top_p", "diffusion_temperature",
-    "length_penalty", "repetition_penalty", "cond_free_k",
+    "length_penalty", "repetition_penalty", "cond_free_k", "enable_redaction",
 )  # fmt: skip
 PRIVATE: dict[str, Any] = {"api_visibility": "private"}  # UI-only events stay out of the API
 RESULT_HEADERS = ["Seed", "Time (s)", "Files"]
@@ -218,6 +218,7 @@ def _wire(ctx: AppContext, c: dict[str, Any]) -> None:
         inputs=inputs,
         outputs=outputs,
         api_name="generate",
+        show_progress_on=[c["output"]],  # one bar, over the player, not one per output
     )
 
     @ui_handler

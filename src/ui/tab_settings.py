@@ -25,6 +25,7 @@ from src.settings import (
     field_specs,
 )
 from src.settings_store import change_setting, command_line_overrides
+from src.ui import tab_settings_doctor
 from src.ui.common import component_for
 from src.ui.errors import ui_handler
 from src.updates import BEHIND, UpdateChecker
@@ -72,6 +73,7 @@ def build(ctx: AppContext) -> dict[str, Any]:
                         )
                     c["updates"] = gr.Markdown(elem_id="settings-updates")
     _wire(ctx, c, specs, UpdateChecker(ctx.paths.root))
+    c.update(tab_settings_doctor.build(ctx))  # the installation check, the tab's last section
     return c
 
 

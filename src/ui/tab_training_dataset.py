@@ -25,8 +25,8 @@ from src.training.dataset import (
     delete_clip,
     edit_clip_text,
     load_dataset,
-    prepare_dataset,
 )
+from src.training.dataset_job import prepare_voice_dataset
 from src.ui.common import named_handler
 from src.ui.errors import ui_handler
 from tortoise import VoiceBpeTokenizer
@@ -218,14 +218,12 @@ def prepare_clicked(ctx: AppContext, values: dict[str, Any], progress: Any = Non
     refuse_while_training(ctx, voice)
     options = _options(values)
     transcriber = ctx.create_transcriber(values["backend"], values["model"])
-    notes = []
-    if ctx.engine.unload():
-        notes.append("TorToiSe was unloaded to free memory; it loads again on the next generation.")
     report = (lambda fraction, text: progress(fraction, desc=text)) if progress else None
-    summary = prepare_dataset(
-        ctx.voices.voice_dir(voice), ctx.paths.training_dir_for(voice, create=True), transcriber,
-        values["language"] or "", options, report, tokenizer=_tokenizer(ctx), ffmpeg_path=_ffmpeg(ctx),
+    prepared = prepare_voice_dataset(
+        ctx.paths, ctx.engine, ctx.voices.voice_dir(voice), transcriber, values["language"] or "",
+        options, report, tokenizer=_tokenizer(ctx), ffmpeg_path=_ffmpeg(ctx),
     )  # fmt: skip
+    summary, notes = prepared.summary, prepared.notes
     for warning in summary.warnings:
         gr.Warning(warning)
     console = "\n".join([summary.message, *notes])

@@ -1,6 +1,7 @@
 """Pure prompt preparation: line splitting, emotion prefixes, seed policy."""
 
 import random
+import re
 
 import pytest
 
@@ -102,3 +103,48 @@ def test_seed_policy():
     for bad in (-1, 1.5, MAX_SEED + 1, float("nan"), True):
         with pytest.raises(InvalidInput, match="Seed"):
             resolve_seed(bad)
+
+
+# --------------------------------------------------------------------------- control characters, tokens
+
+from src.prompting import check_control_characters, token_budget  # noqa: E402
+from tests.conftest import REFERENCE_DIR  # noqa: E402
+from tortoise.tokenizer import VoiceBpeTokenizer  # noqa: E402
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        ("Hello \x1b[31mred\x1b[0m world", "ESC (U+001B) at character 7 and 1 more"),
+        ("Null\x00 byte", "NUL (U+0000) at character 5"),
+        ("Ring\x07 the bell", "BEL (U+0007) at character 5"),
+        ("odd \x02 one", "control character (U+0002) at character 5"),
+    ],
+)
+def test_control_characters_are_refused_by_name(text, named):
+    with pytest.raises(InvalidInput, match=re.escape(named)) as caught:
+        prepare_prompts(text, "", "None")
+    assert "Unbalanced" not in str(caught.value)
+
+
+def test_only_control_characters_says_so_and_newlines_tabs_are_fine():
+    with pytest.raises(InvalidInput, match="holds nothing else"):
+        check_control_characters("\x1b\x00\x07")
+    check_control_characters("Line one.\r\n\tLine two.")
+
+
+def test_token_budget_counts_the_emotion_prefix_and_numbers():
+    tokenizer = VoiceBpeTokenizer(REFERENCE_DIR / "tokenizer.json")
+    count = lambda text: len(tokenizer.encode(text))  # noqa: E731
+    text = "In 1999 we paid $1,234.56 and 42,000 pounds on the 21st of May. " * 30
+    prepared = prepare_prompts(text, "", "Happy", count_tokens=count, token_limit=60)
+    assert prepared.auto_split and len(prepared.lines) > 5
+    assert all(count(prompt) <= 60 for prompt in prepared.prompts)
+    assert all(p.startswith("[I am really happy,] ") for p in prepared.prompts)
+    budget = token_budget(count, 396)
+    assert (budget.desired, budget.maximum) == (120, 180)
+
+
+def test_a_word_too_long_for_a_line_is_named():
+    with pytest.raises(InvalidInput, match="The word 'aaaa"):
+        split_text("Say " + "a" * 500 + " now.", "")

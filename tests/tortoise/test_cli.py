@@ -105,3 +105,35 @@ def test_cli_offline_without_models_names_the_missing_files(tmp_path):
         text=True,
     )
     assert proc.returncode == 2 and "autoregressive.pth" in proc.stderr
+
+
+def test_cli_splits_three_thousand_characters_of_numbers_by_tokens(tmp_path, tokenizer_path):
+    from tests.app_doubles import TokenizedFakeTTS
+    from tests.tortoise.test_text import numbers_text
+
+    tts = TokenizedFakeTTS(VoiceBpeTokenizer(tokenizer_path), text_token_limit=396)
+    text_file = tmp_path / "story.txt"
+    text_file.write_text(numbers_text(3000), encoding="utf-8")
+    args = ["--text-file", str(text_file), "--output-dir", str(tmp_path / "o")]
+    code = main(args, tts_factory=lambda a: tts)
+    assert code == 0
+    sent = [call[0] for call in tts.calls]
+    assert len(sent) > 10 and all(tts.count_text_tokens(chunk) <= 180 for chunk in sent)
+    assert len(list((tmp_path / "o").glob("*.wav"))) == len(sent)
+
+
+def test_cli_brackets_without_the_aligner_fail_before_sampling(tmp_path, factory, capsys):
+    from tortoise.redaction import Wav2VecAligner
+
+    made = []
+
+    def without_aligner(args):
+        tts = factory(args)
+        tts.aligner = Wav2VecAligner(tmp_path / "no-model", tmp_path / "no-tok", local_files_only=True)
+        tts.tts = lambda *a, **k: made.append(a)  # sampling must not start
+        return tts
+
+    out = tmp_path / "o"
+    code = main(["--text", "[Softly,] Hello there.", "--output-dir", str(out)], tts_factory=without_aligner)
+    assert code == 2 and made == [] and not list(out.glob("*.wav"))
+    assert "wav2vec2" in capsys.readouterr().err

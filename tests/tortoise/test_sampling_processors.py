@@ -154,3 +154,21 @@ def test_bad_settings_raise(call):
     with pytest.raises(InvalidInputError) as info:
         call(torch.zeros(1, 4), torch.zeros(1, 2, dtype=torch.long))
     assert isinstance(info.value, TortoiseError)
+
+
+def test_sample_codes_draws_the_remainder_instead_of_dropping_it(tiny_models):
+    from tortoise.sampling import sample_codes
+
+    ar = tiny_models.autoregressive
+    batches = []
+    knobs = dict(max_mel_tokens=6, repetition_penalty=2.0, temperature=0.8, top_p=0.8, top_k=50)
+    cond = torch.randn(1, ar.model_dim, generator=torch.Generator().manual_seed(0))
+    text = torch.tensor([[5, 6, 7, 0]])
+    torch.manual_seed(1)
+    codes = sample_codes(ar, cond, text, num_samples=5, batch_size=2,
+                         progress=lambda done, total: batches.append((done, total)), **knobs)  # fmt: skip
+    assert codes.shape == (5, 6)  # 2 + 2 + the remaining 1; the official code returned 4
+    assert batches == [(1, 3), (2, 3), (3, 3)]
+    torch.manual_seed(1)
+    even = sample_codes(ar, cond, text, num_samples=4, batch_size=2, **knobs)
+    torch.testing.assert_close(codes[:4], even)  # the full batches are unchanged by the extra one

@@ -288,3 +288,26 @@ def test_import_rules():
     )
     done = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+def test_upload_cache_paths_are_shown_as_the_users_file_name():
+    from src.errors import InvalidInput
+    from src.ui.errors import hide_upload_paths, user_message
+
+    cache = "/tmp/gradio"
+    message = f"{cache}/5f3a9c/My Interview.m4a: cannot be read as audio"
+    assert hide_upload_paths(message, cache) == "My Interview.m4a: cannot be read as audio"
+    assert hide_upload_paths("voices/amy/clip.wav is fine", cache) == "voices/amy/clip.wav is fine"
+    import gradio as gr
+
+    upload_dir = str(gr.utils.get_upload_folder())
+    shown = user_message(InvalidInput(f"Could not read {upload_dir}/abc123/take 2.wav (bad header)."))
+    assert shown == "Could not read take 2.wav (bad header)."
+
+
+def test_redaction_switch_and_one_progress_bar(demo):
+    c = demo.app_components["generate"]
+    assert c["enable_redaction"].label == "Cut [Bracketed] Words" and c["enable_redaction"].value is True
+    assert "enable_redaction" in tab_generate.EXPERIMENTAL_FIELDS
+    run = next(d for d in demo.config["dependencies"] if d.get("api_name") == "generate")
+    assert run["show_progress_on"] == [c["output"]._id]  # not also over Results and Notes

@@ -225,7 +225,7 @@ def test_import_refills_the_form_and_offers_the_newest_state(prepared):
         ),
         ({"lr_schedule": "nine"}, "not a list of epochs"),
         ({"epochs": None}, "Epochs is empty"),
-        ({"voice": ""}, "it is empty"),
+        ({"voice": ""}, "Choose a Dataset first"),
     ],
 )
 def test_bad_configuration_input_is_a_plain_error(prepared, changes, message):

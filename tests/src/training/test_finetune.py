@@ -395,8 +395,11 @@ def test_write_errors(tmp_path):
         write_training_files(paths, TrainingConfig(voice="dan", source_model="models/nope.pth"))
     with pytest.raises(DatasetEmpty):
         write_training_files(paths, TrainingConfig(voice="eve"))
-    with pytest.raises(InvalidVoiceName):
+    with pytest.raises(InvalidInput, match="Choose a Dataset first") as no_dataset:
         write_training_files(paths, TrainingConfig(voice=""))
+    assert "cannot be used as a voice name" not in str(no_dataset.value)
+    with pytest.raises(InvalidVoiceName):
+        write_training_files(paths, TrainingConfig(voice="../x"))
     assert not (paths.training_dir / "dan" / "train.yaml").exists()
 
 
