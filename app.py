@@ -138,6 +138,7 @@ def serve(ctx: AppContext) -> RunningApp:
     listen = parse_listen(settings.listen)
     demo = build_ui(ctx)
     demo.queue(default_concurrency_limit=settings.concurrency_count)
+    ctx.job_runner.start()  # resumes project renders a crash or restart interrupted
     auth = (settings.share_username, settings.share_password) if settings.share_password else None
     allowed = [str(ctx.paths.results_dir), str(ctx.paths.voices_dir)]
     if listen.path != "/":
@@ -154,7 +155,7 @@ def serve(ctx: AppContext) -> RunningApp:
     )
     if share_url:
         log.info("Public link: %s", share_url)
-    return RunningApp(ctx, demo, url, _closers=[demo.close])
+    return RunningApp(ctx, demo, url, _closers=[ctx.job_runner.stop, demo.close])
 
 
 def _serve_mounted(ctx, demo, listen: ListenAddress, auth, allowed, gr) -> RunningApp:
@@ -182,7 +183,7 @@ def _serve_mounted(ctx, demo, listen: ListenAddress, auth, allowed, gr) -> Runni
         thread.join(timeout=10)
 
     url = f"http://{listen.host}:{config.port}{listen.path}/"
-    return RunningApp(ctx, demo, url, [close])
+    return RunningApp(ctx, demo, url, [ctx.job_runner.stop, close])
 
 
 def _page_answers(url: str) -> bool:

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from src.engine import TTSEngine
+from src.errors import AppError
 from src.generate import GenerateRequest, Generator, check_request
 from src.metadata import encode_latents
 from src.prompting import apply_emotion
@@ -42,6 +43,10 @@ class Takes:
     notes: tuple[str, ...] = ()
     sample_rate: int = OUTPUT_SAMPLE_RATE
     worker: str = "local"
+
+
+class WorkerLost(AppError):
+    """The worker rendering a segment died (a crashed process, a lost Ray node); it is retried elsewhere."""
 
 
 # (request with text/voice/seed/candidates filled in) -> takes; several implementations: the app's own

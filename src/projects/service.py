@@ -25,14 +25,14 @@ from src.generate import Generator
 from src.metadata import GenerationMetadata
 from src.paths import AppPaths, validate_voice_name
 from src.projects import state as st
-from src.projects.render import Renderer, Takes, build_request, render_takes
+from src.projects.render import Renderer, Takes, WorkerLost, build_request, render_takes
 from src.projects.segments import halve, split_segments
 from src.projects.stitch import StitchResult, stitch
 from src.prompting import MAX_SEED, resolve_seed
 from src.qa import QaReport, QaSettings, SegmentChecker
 from src.results import save_clip
 from src.settings import AppSettings, GenerateDefaults
-from tortoise.errors import TextTooLongError
+from tortoise.errors import GenerationCancelled, TextTooLongError
 
 log = logging.getLogger(__name__)
 
@@ -361,7 +361,8 @@ class ProjectService:
         try:
             takes = self._takes_with_retries(render, settings, text, row_voice, seed, qa)
         except BaseException as error:
-            reason = "" if isinstance(error, TextTooLongError) else f"{type(error).__name__}: {error}"
+            quiet = isinstance(error, TextTooLongError | GenerationCancelled | WorkerLost | KeyboardInterrupt)
+            reason = "" if quiet else str(error) or type(error).__name__
             self._after_failure(voice, name, row_id, reason)
             raise
         return self._add_takes(voice, name, row_id, text, takes, task)

@@ -9,10 +9,10 @@ from typing import Any
 import gradio as gr
 
 from src.context import AppContext
-from src.ui import tab_generate, tab_history, tab_settings, tab_training, tab_utilities
+from src.ui import tab_generate, tab_history, tab_projects, tab_settings, tab_training, tab_utilities
 
 TITLE = "AI Voice Cloning"
-TABS = ("Generate", "History", "Utilities", "Training", "Settings")
+TABS = ("Generate", "Projects", "History", "Utilities", "Training", "Settings")
 
 
 def build_ui(ctx: AppContext) -> gr.Blocks:
@@ -27,6 +27,8 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
             with gr.Tab("Generate", id="generate"):
                 components["generate"] = tab_generate.build(ctx)
             generate = components["generate"]
+            with gr.Tab("Projects", id="projects"):
+                components["projects"] = tab_projects.build(ctx, generate)
             with gr.Tab("History", id="history") as history_tab:
                 components["history"] = tab_history.build(ctx, generate=generate, tabs=tabs)
             with gr.Tab("Utilities", id="utilities"):
