@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 
 PROJECTS_DIR = "projects"
 MAX_SPLIT_DEPTH = 4  # a segment refused as too long is halved at most this many times
+EDIT_LOG = 50  # user edits remembered per project, to tell a tab what other tabs changed
 
 
 @dataclass(frozen=True)
@@ -150,22 +151,15 @@ class ProjectService:
         """Load, apply `change`, save. With `edit`, notes tell the tab about another tab's edits."""
         with self._locked(voice, name) as folder:
             project, notes = st.load_project(folder, name=name, voice=voice)
-            if edit is not None and edit.base is not None and edit.base < project.edit_revision:
-                last = project.last_edit or {}
-                if last.get("tab") != edit.tab:
-                    same = row_id is not None and last.get("row") == row_id
-                    notes.append(
-                        "This project was changed in another tab since you loaded it"
-                        + (
-                            "; your version of this segment replaced theirs."
-                            if same
-                            else "; your change was applied to the latest version."
-                        )
-                    )
+            if edit is not None and edit.base is not None:
+                notes.extend(_conflicts(project, edit, row_id))
             change(project)
             if edit is not None:
                 project.edit_revision += 1
-                project.last_edit = {"tab": edit.tab, "row": row_id, "revision": project.edit_revision}
+                project.edits = [
+                    *project.edits[-(EDIT_LOG - 1) :],
+                    {"tab": edit.tab, "row": row_id, "revision": project.edit_revision},
+                ]
             if restitch or notes:
                 self._stitch(folder, project)
             project.revision += 1
@@ -542,6 +536,19 @@ class ProjectService:
 
             return VoiceBpeTokenizer(path)
         return None
+
+
+def _conflicts(project: st.Project, edit: Edit, row_id: str | None) -> list[str]:
+    """What to tell a tab whose view (edit revision `edit.base`) is older than the project."""
+    others = [e for e in project.edits if e.get("revision", 0) > edit.base and e.get("tab") != edit.tab]
+    if not others and edit.base >= project.edit_revision:
+        return []
+    if row_id is not None and any(e.get("row") == row_id for e in others):
+        return ["This segment was changed in another tab since you loaded it; your version replaced theirs."]
+    return [
+        "This project was changed in another tab since you loaded it; your change was applied to the "
+        "latest version."
+    ]
 
 
 def _score(report: QaReport | None) -> float:

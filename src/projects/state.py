@@ -145,7 +145,7 @@ class Project:
         qa: QA settings (`src.qa.QaSettings` fields).
         revision: bumped on every save (rendering included).
         edit_revision: bumped on user edits only; tabs compare it to notice another tab's edit.
-        last_edit: who made the last edit: {"tab": session id, "row": row id, "what": text}.
+        edits: the latest user edits, oldest first: {"tab": session id, "row": row id or None, "revision"}.
         combined: the layout of combined.wav: {"sample_rate", "spans": [{"row", "file", "samples",
             "pause"}]}, so a re-stitch rewrites only what changed.
         created / updated: ISO times.
@@ -158,12 +158,16 @@ class Project:
     qa: dict[str, Any] = field(default_factory=dict)
     revision: int = 0
     edit_revision: int = 0
-    last_edit: dict[str, Any] = field(default_factory=dict)
+    edits: list[dict[str, Any]] = field(default_factory=list)
     combined: dict[str, Any] = field(default_factory=dict)
     created: str = ""
     updated: str = ""
     schema_version: int = PROJECT_VERSION
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def last_edit(self) -> dict[str, Any]:
+        return self.edits[-1] if self.edits else {}
 
     def row(self, row_id: str) -> Row:
         """The row with this id. Raises InvalidInput when it no longer exists."""
