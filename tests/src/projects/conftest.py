@@ -18,8 +18,17 @@ SIX = "One. Two two. Three three three.\nFour four. Five. Six six six six."
 class SeededTTS(FakeTTS):
     """FakeTTS whose tone (pitch and length) depends on the text and the seed."""
 
-    def tts(self, text, voice_samples=None, conditioning_latents=None, preset=None, seed=None, progress=None,
-            cancel=None, **overrides):
+    def tts(
+        self,
+        text,
+        voice_samples=None,
+        conditioning_latents=None,
+        preset=None,
+        seed=None,
+        progress=None,
+        cancel=None,
+        **overrides,
+    ):
         options = GenerationOptions.from_preset(preset, **overrides)
         self.encode_text(text)
         with self.lock:

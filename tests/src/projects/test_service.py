@@ -209,7 +209,7 @@ def test_a_segment_too_long_for_one_pass_is_split_not_rejected(service, values, 
     rows = change.project.rows
     assert len(rows) > 1 and all(r.status == DONE for r in rows)
     assert " ".join(r.text for r in rows).split() == long_text.split()
-    assert all(len(text) <= 120 for text, _ in tts.calls[-len(rows):])
+    assert all(len(text) <= 120 for text, _ in tts.calls[-len(rows) :])
 
 
 def test_row_voice_and_settings_override_the_project(service, values, ctx):
