@@ -209,13 +209,13 @@ def score_take(
             break
         trailing += 1
     dropped = tuple(ref for op, ref, _ in ops[: len(ops) - trailing] if op == "del" and ref)
-    repeated = []
-    previous = None
-    for op, _, word in ops:
-        if op == "ins" and word is not None and word == previous:
-            repeated.append(word)
-        if word is not None:
-            previous = word
+    heard_ops = [(op, word) for op, _, word in ops if word is not None]
+    repeated = [
+        word
+        for index, (op, word) in enumerate(heard_ops)
+        if op == "ins"
+        and word in {heard_ops[i][1] for i in (index - 1, index + 1) if 0 <= i < len(heard_ops)}
+    ]
     cut_off = trailing > 0 or ends_abruptly(wav, sample_rate)
     silences = tuple(find_silences(wav, sample_rate, settings.max_silence_s))
     flags = [
