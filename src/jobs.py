@@ -184,7 +184,8 @@ class JobQueue:
         """Record a task's outcome (DONE, FAILED, CANCELLED) and update its job."""
         with self._transaction() as db:
             db.execute(
-                "UPDATE tasks SET state = ?, reason = ?, result = ?, heartbeat = ? WHERE id = ?",
+                "UPDATE tasks SET state = ?, reason = COALESCE(NULLIF(?, ''), reason), result = ?, "
+                "heartbeat = ? WHERE id = ?",
                 (state, reason, result, time.time(), task.id),
             )
             self._settle(db, task.job_id)
