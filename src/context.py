@@ -108,6 +108,7 @@ class AppContext:
             )  # fmt: skip
             workers = list(backend.workers)
             self.runtime_notes.append(backend.message)
+            (log.info if workers else log.warning)("%s", backend.message)
         if not workers:
             build = engine_factory(self.paths, self.settings, self.tts_options)
             if self.tts_loader is not None:

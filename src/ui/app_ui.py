@@ -61,6 +61,8 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
             outputs=[generate[name] for name in tab_generate.RESTORED_FIELDS],
             api_visibility="private",
         )
+        demo.load(lambda: tab_projects.on_load(ctx), outputs=components["projects"]["project"],
+                  api_visibility="private")  # a render still going shows again after a reload
         for warning in ctx.startup_warnings:
             demo.load(lambda text=warning: gr.Warning(text), api_visibility="private")
     demo.app_components = components

@@ -64,7 +64,9 @@ def _session(session: dict | None) -> dict:
 def build(ctx: AppContext, generate: dict[str, Any]) -> dict[str, Any]:
     """Lay out the Projects tab and wire it. `generate` is the Generate tab's components (its settings
     become a new project's settings)."""
-    c: dict[str, Any] = {"session": gr.State(None)}
+    # per-tab memory (tab id, revisions seen) in a hidden component: a gr.State would hold a heartbeat
+    # connection open for the whole visit
+    c: dict[str, Any] = {"session": gr.JSON(None, visible=False, elem_id="proj-session")}
     with gr.Row():
         c["project"] = gr.Dropdown(
             ctx.projects.list_projects(),
@@ -124,7 +126,7 @@ def build(ctx: AppContext, generate: dict[str, Any]) -> dict[str, Any]:
         c["restitch"] = gr.Button("Re-stitch", elem_id="proj-restitch")
         c["cancel"] = gr.Button("Cancel Jobs", elem_id="proj-cancel")
     c["queue"] = gr.Dataframe(headers=QUEUE_HEADERS, interactive=False, label="Queue", elem_id="proj-queue")
-    c["timer"] = gr.Timer(REFRESH_S)
+    c["timer"] = gr.Timer(REFRESH_S, active=False)  # ticks only while the project has jobs to watch
     _wire(ctx, c, generate)
     return c
 
@@ -137,10 +139,10 @@ def _view(
     notes: tuple[str, ...] = (),
     force: bool = False,
 ) -> tuple:
-    """(status, rows, combined, queue, session) for the project; unchanged parts are skipped."""
+    """(status, rows, combined, queue, session, timer) for the project; unchanged parts are skipped."""
     session = _session(session)
     if not ref:
-        return "Create a project or pick one.", [], None, [], session
+        return "Create a project or pick one.", [], None, [], session, gr.Timer(active=False)
     voice, name = parse_ref(ref)
     change = ctx.projects.open(voice, name)
     project = change.project
@@ -153,11 +155,21 @@ def _view(
     session["seen"][ref] = {"edit": project.edit_revision, "revision": project.revision}
     jobs = ctx.job_queue.jobs(20, target=ref)
     queue = [[j.id, j.label, j.state, f"{j.done}/{j.total}", j.reason] for j in jobs]
+    timer = gr.Timer(active=any(j.state in ("waiting", "running") for j in jobs))
     if unchanged:  # leave the table and the player alone (a reload would stop playback)
-        return gr.update(), gr.update(), gr.update(), queue, session
+        return gr.update(), gr.update(), gr.update(), queue, session, timer
     combined = ctx.projects.folder(voice, name) / "combined.wav"
     audio = str(combined) if combined.is_file() else None
-    return summary(project, told), row_table(project, flagged_only), audio, queue, session
+    told += [note for note in ctx.runtime_notes if note not in told]
+    return summary(project, told), row_table(project, flagged_only), audio, queue, session, timer
+
+
+def on_load(ctx: AppContext) -> dict[str, Any]:
+    """At page load (or reload): reopen the newest project that is still rendering, so progress shows."""
+    busy = [
+        j.target for j in ctx.job_queue.jobs(50) if j.kind == "project" and j.state in ("waiting", "running")
+    ]
+    return gr.update(choices=ctx.projects.list_projects(), value=busy[0]) if busy else gr.update()
 
 
 def _row_id(ctx: AppContext, ref: str, number: Any) -> tuple[str, str, str, Project]:
@@ -191,7 +203,7 @@ def _takes(ctx: AppContext, ref: str, number: Any) -> tuple:
 
 
 def _wire(ctx: AppContext, c: dict[str, Any], generate: dict[str, Any]) -> None:
-    view_out = [c["status"], c["rows"], c["combined"], c["queue"], c["session"]]
+    view_out = [c["status"], c["rows"], c["combined"], c["queue"], c["session"], c["timer"]]
     base = [c["project"], c["flagged_only"], c["session"]]
 
     def edit_of(session: dict | None, ref: str) -> Edit:
