@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import logging
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -152,6 +153,13 @@ def connect_ray(
             f"The Ray backend is configured but Ray is not installed ('pip install {RAY_PIN}'); "
             "rendering on this machine.",
         )
+    unreachable = _unreachable(address)
+    if unreachable:
+        return RayBackend(
+            (),
+            f"The Ray cluster at '{address}' could not be reached ({unreachable}); "
+            "rendering on this machine.",
+        )
     try:
         if not ray.is_initialized():
             kwargs = dict(init_kwargs or {})
@@ -177,6 +185,23 @@ def connect_ray(
         Worker(f"ray-{i}", _actor_renderer(actor), _actor_cancel(actor)) for i, actor in enumerate(actors)
     )
     return RayBackend(workers, f"Rendering on Ray at '{address}' with {count} worker(s).")
+
+
+def _unreachable(address: str, timeout_s: float = 5.0) -> str:
+    """Why `host:port` (or `ray://host:port`) does not answer, or "" when it does (or is local).
+
+    Checked with a plain TCP connection first, because `ray.init` waits a long time on a dead address."""
+    if address in ("auto", "local"):
+        return ""
+    target = address.removeprefix("ray://").rstrip("/")
+    host, _, port = target.rpartition(":")
+    if not host or not port.isdigit():
+        return f"'{address}' is not host:port, ray://host:port, auto or local"
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout_s):
+            return ""
+    except OSError as error:
+        return f"nothing answers at {host}:{port}: {error}"
 
 
 def _actor_renderer(actor: Any) -> Callable[[GenerateRequest], Takes]:

@@ -57,3 +57,8 @@ def main(argv: list[str]) -> int:
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))
+
+
+def tiny_model():
+    """A TextToSpeech over the tiny golden models (the loader Ray workers import in the tests)."""
+    return tiny_tts(TinyModels())
