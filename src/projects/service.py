@@ -188,11 +188,15 @@ class ProjectService:
         voice, name = str(voice).strip(), st.validate_project_name(name)
         segments = split_segments(text, self._tokenizer())
         pause = _check_pause(pause_s)
-        settings = {k: v for k, v in dataclasses.asdict(values).items() if k not in ("text", "voice")}
-        build_request(
-            settings, text=segments[0], voice=voice, seed=1
-        )  # every value in range, or a message now
-        fixed_seed = int(values.seed or 0)
+        raw = {k: v for k, v in dataclasses.asdict(values).items() if k not in ("text", "voice", "seed")}
+        checked = build_request(
+            raw, text=segments[0], voice=voice, seed=1
+        )  # values in range, or a message now
+        settings = {
+            k: v for k, v in dataclasses.asdict(checked.defaults()).items() if k not in ("text", "voice")
+        }
+        fixed_seed = resolve_seed(values.seed) if values.seed else 0
+        settings["seed"] = fixed_seed
         rows = [st.Row(st.new_row_id(), segment, seed=fixed_seed, pause_s=pause) for segment in segments]
         with self._locked(voice, name) as folder:
             if folder.exists():
@@ -406,14 +410,14 @@ class ProjectService:
             for offset, (takes, _, wave, report) in enumerate(found):
                 file = f"{st.SEGMENTS_DIR}/{row.id}_{number + offset}.wav"
                 out, rate = postprocess_output(
-                    torch.from_numpy(wave).reshape(1, -1),
+                    torch.from_numpy(np.array(wave, dtype=np.float32)).reshape(1, -1),
                     takes.sample_rate,
                     settings.output_sample_rate,
                     settings.output_volume,
                 )
                 meta = self._metadata(project, row, index, takes, text, task)
                 save_clip(folder / file, out, rate, meta, embed=settings.embed_output_metadata)
-                extra = {"task": task} if task else {}
+                extra = {"worker": takes.worker, **({"task": task} if task else {})}
                 added.append(
                     st.Candidate(
                         file,

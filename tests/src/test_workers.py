@@ -96,7 +96,8 @@ def render_project(ctx, name, workers):
     folder = ctx.projects.folder("amy", name)
     project = ctx.projects.open("amy", name).project
     takes = [sf.read(str(folder / row.candidates[0].file), dtype="int16")[0] for row in project.rows]
-    return takes, sf.read(str(folder / "combined.wav"), dtype="int16")[0]
+    used = {row.candidates[0].extra["worker"] for row in project.rows}
+    return takes, sf.read(str(folder / "combined.wav"), dtype="int16")[0], used
 
 
 @pytest.mark.slow
@@ -114,7 +115,9 @@ def test_two_ray_workers_render_what_one_local_worker_renders(tmp_path, tiny_mod
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as in a one-CPU Ray worker, so both sum in the same order
     try:
-        local_takes, local_combined = render_project(ctx, "local", [Worker("local", None, ctx.engine.cancel)])
+        local_takes, local_combined, _ = render_project(
+            ctx, "local", [Worker("local", None, ctx.engine.cancel)]
+        )
     finally:
         torch.set_num_threads(threads)
 
@@ -133,10 +136,10 @@ def test_two_ray_workers_render_what_one_local_worker_renders(tmp_path, tiny_mod
     )
     try:
         assert [w.name for w in backend.workers] == ["ray-0", "ray-1"], backend.message
-        ray_takes, ray_combined = render_project(ctx, "ray", list(backend.workers))
+        ray_takes, ray_combined, used = render_project(ctx, "ray", list(backend.workers))
     finally:
         ray.shutdown()
-    assert len(ray_takes) == len(local_takes) == 3
+    assert len(ray_takes) == len(local_takes) == 3 and used == {"ray-0", "ray-1"}  # both workers rendered
     for ray_take, local_take in zip(ray_takes, local_takes, strict=True):
         assert np.array_equal(ray_take, local_take)
     assert np.array_equal(ray_combined, local_combined)
