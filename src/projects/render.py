@@ -15,8 +15,19 @@ import numpy as np
 from src.engine import TTSEngine
 from src.errors import AppError
 from src.generate import GenerateRequest, Generator, check_request
-from src.metadata import encode_latents
+from src.metadata import GenerationMetadata, encode_latents
+from src.projects.state import (
+    META_INDEX,
+    META_PAUSE,
+    META_PROJECT,
+    META_ROW,
+    META_TASK,
+    Project,
+    Row,
+    now_iso,
+)
 from src.prompting import apply_emotion
+from src.settings import GenerateDefaults
 from tortoise.audio import OUTPUT_SAMPLE_RATE
 
 
@@ -124,3 +135,27 @@ def render_takes(
             int(result.sample_rate),
             worker,
         )
+
+
+def take_metadata(
+    project: Project, row: Row, index: int, takes: Takes, text: str, task: str | None
+) -> GenerationMetadata:
+    """The embedded record of one take: the row's Generate values and what made it, plus the project, row
+    id and position (so a lost project.json can be rebuilt from the takes)."""
+    names = {f.name for f in dataclasses.fields(GenerateDefaults)}
+    values = GenerateDefaults(**{k: v for k, v in {**project.settings, **row.settings}.items() if k in names})
+    extra = {META_PROJECT: project.name, META_ROW: row.id, META_INDEX: index, META_PAUSE: row.pause_s}
+    if task:
+        extra[META_TASK] = task
+    return GenerationMetadata.from_generate_defaults(
+        dataclasses.replace(values, voice=row.voice or project.voice),
+        text=text,
+        delimiter="",
+        seed=takes.seed,
+        time_taken_s=round(takes.seconds, 3),
+        datetime=now_iso(),
+        model=takes.model_name,
+        model_hash=takes.model_hash,
+        latents=takes.latents_b64,
+        extra=extra,
+    )

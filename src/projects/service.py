@@ -22,12 +22,11 @@ import torch
 from src.audio_ops import postprocess_output
 from src.errors import InvalidInput
 from src.generate import Generator
-from src.metadata import GenerationMetadata
 from src.paths import AppPaths, validate_voice_name
 from src.projects import state as st
-from src.projects.render import Renderer, Takes, WorkerLost, build_request, render_takes
+from src.projects.render import Renderer, Takes, WorkerLost, build_request, render_takes, take_metadata
 from src.projects.segments import halve, split_segments
-from src.projects.stitch import StitchResult, stitch
+from src.projects.stitch import StitchResult, combined_metadata, stitch
 from src.prompting import MAX_SEED, resolve_seed
 from src.qa import QaReport, QaSettings, SegmentChecker
 from src.results import save_clip
@@ -152,7 +151,7 @@ class ProjectService:
         with self._locked(voice, name) as folder:
             project, notes = st.load_project(folder, name=name, voice=voice)
             if edit is not None and edit.base is not None:
-                notes.extend(_conflicts(project, edit, row_id))
+                notes.extend(st.edit_conflicts(project, edit.tab, edit.base, row_id))
             change(project)
             if edit is not None:
                 project.edit_revision += 1
@@ -187,7 +186,7 @@ class ProjectService:
             raise InvalidInput("Please pick a voice for the project.")
         voice, name = str(voice).strip(), st.validate_project_name(name)
         segments = split_segments(text, self._tokenizer())
-        pause = _check_pause(pause_s)
+        pause = st.check_pause(pause_s)
         raw = {k: v for k, v in dataclasses.asdict(values).items() if k not in ("text", "voice", "seed")}
         checked = build_request(
             raw, text=segments[0], voice=voice, seed=1
@@ -253,7 +252,7 @@ class ProjectService:
         return self._update(voice, name, change, edit=edit, row_id=row_id, restitch=True)
 
     def set_pause(self, voice: str, name: str, row_id: str, pause_s: float, edit: Edit = Edit()) -> Change:
-        pause = _check_pause(pause_s)
+        pause = st.check_pause(pause_s)
         return self._update(
             voice,
             name,
@@ -415,7 +414,7 @@ class ProjectService:
                     settings.output_sample_rate,
                     settings.output_volume,
                 )
-                meta = self._metadata(project, row, index, takes, text, task)
+                meta = take_metadata(project, row, index, takes, text, task)
                 save_clip(folder / file, out, rate, meta, embed=settings.embed_output_metadata)
                 extra = {"worker": takes.worker, **({"task": task} if task else {})}
                 added.append(
@@ -475,51 +474,9 @@ class ProjectService:
 
     # ------------------------------------------------------------------ helpers
 
-    def _metadata(self, project, row, index, takes: Takes, text, task) -> GenerationMetadata:
-        values = GenerateDefaults(
-            **{
-                k: v
-                for k, v in {**project.settings, **row.settings}.items()
-                if k in {f.name for f in dataclasses.fields(GenerateDefaults)}
-            }
-        )
-        extra = {
-            st.META_PROJECT: project.name,
-            st.META_ROW: row.id,
-            st.META_INDEX: index,
-            st.META_PAUSE: row.pause_s,
-        }
-        if task:
-            extra[st.META_TASK] = task
-        return GenerationMetadata.from_generate_defaults(
-            dataclasses.replace(values, voice=row.voice or project.voice),
-            text=text,
-            delimiter="",
-            seed=takes.seed,
-            time_taken_s=round(takes.seconds, 3),
-            datetime=st.now_iso(),
-            model=takes.model_name,
-            model_hash=takes.model_hash,
-            latents=takes.latents_b64,
-            extra=extra,
-        )
-
     def _stitch(self, folder: Path, project: st.Project) -> StitchResult:
-        settings = self.settings()
-        text = " ".join(row.text for row in project.rows)
-        values = {
-            k: v
-            for k, v in project.settings.items()
-            if k in {f.name for f in dataclasses.fields(GenerateDefaults)}
-        }
-        meta = GenerationMetadata.from_generate_defaults(
-            dataclasses.replace(GenerateDefaults(**values), voice=project.voice),
-            text=text,
-            delimiter="\\n",
-            datetime=st.now_iso(),
-            extra={st.META_PROJECT: project.name},
-        )
-        return stitch(folder, project, meta, embed=settings.embed_output_metadata)
+        embed = self.settings().embed_output_metadata
+        return stitch(folder, project, combined_metadata(project), embed=embed)
 
     def _forget_takes(self, voice: str, name: str, row: st.Row) -> None:
         folder = self.folder(voice, name)
@@ -542,31 +499,8 @@ class ProjectService:
         return None
 
 
-def _conflicts(project: st.Project, edit: Edit, row_id: str | None) -> list[str]:
-    """What to tell a tab whose view (edit revision `edit.base`) is older than the project."""
-    others = [e for e in project.edits if e.get("revision", 0) > edit.base and e.get("tab") != edit.tab]
-    if not others and edit.base >= project.edit_revision:
-        return []
-    if row_id is not None and any(e.get("row") == row_id for e in others):
-        return ["This segment was changed in another tab since you loaded it; your version replaced theirs."]
-    return [
-        "This project was changed in another tab since you loaded it; your change was applied to the "
-        "latest version."
-    ]
-
-
 def _score(report: QaReport | None) -> float:
     return report.score if report is not None else 0.0
-
-
-def _check_pause(pause_s: Any) -> float:
-    try:
-        pause = float(pause_s)
-    except (TypeError, ValueError):
-        raise InvalidInput(f"Pause must be a number of seconds from 0 to {st.MAX_PAUSE_S:g}.") from None
-    if not 0.0 <= pause <= st.MAX_PAUSE_S:
-        raise InvalidInput(f"Pause must be from 0 to {st.MAX_PAUSE_S:g} seconds; got {pause_s}.")
-    return round(pause, 3)
 
 
 def _next_take_number(row: st.Row) -> int:

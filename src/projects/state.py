@@ -358,3 +358,26 @@ def _duration(wav: Path) -> float:
     except (sf.SoundFileError, RuntimeError, OSError):
         return 0.0
     return info.frames / info.samplerate
+
+
+def edit_conflicts(project: Project, tab: str, base: int, row_id: str | None) -> list[str]:
+    """What to tell tab `tab`, whose view has edit revision `base`, about other tabs' edits since."""
+    others = [e for e in project.edits if e.get("revision", 0) > base and e.get("tab") != tab]
+    if not others and base >= project.edit_revision:
+        return []
+    if row_id is not None and any(e.get("row") == row_id for e in others):
+        return ["This segment was changed in another tab since you loaded it; your version replaced theirs."]
+    return [
+        "This project was changed in another tab since you loaded it; your change was applied to the "
+        "latest version."
+    ]
+
+
+def check_pause(pause_s: Any) -> float:
+    try:
+        pause = float(pause_s)
+    except (TypeError, ValueError):
+        raise InvalidInput(f"Pause must be a number of seconds from 0 to {MAX_PAUSE_S:g}.") from None
+    if not 0.0 <= pause <= MAX_PAUSE_S:
+        raise InvalidInput(f"Pause must be from 0 to {MAX_PAUSE_S:g} seconds; got {pause_s}.")
+    return round(pause, 3)

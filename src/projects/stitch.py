@@ -8,6 +8,7 @@ rows from the start, so it grows in order while a project renders.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -18,8 +19,9 @@ import torch
 
 from src.audio_ops import resample_output
 from src.metadata import GenerationMetadata
-from src.projects.state import COMBINED_FILE, Project
+from src.projects.state import COMBINED_FILE, META_PROJECT, Project, now_iso
 from src.results import save_clip
+from src.settings import GenerateDefaults
 
 log = logging.getLogger(__name__)
 
@@ -165,3 +167,16 @@ def span_bounds(project: Project) -> dict[str, tuple[int, int]]:
         bounds[span["row"]] = (offset, offset + span["samples"])
         offset += span["samples"] + span["pause"]
     return bounds
+
+
+def combined_metadata(project: Project) -> GenerationMetadata:
+    """The embedded record of combined.wav: the project's Generate values and its whole text."""
+    names = {f.name for f in dataclasses.fields(GenerateDefaults)}
+    values = GenerateDefaults(**{k: v for k, v in project.settings.items() if k in names})
+    return GenerationMetadata.from_generate_defaults(
+        dataclasses.replace(values, voice=project.voice),
+        text=" ".join(row.text for row in project.rows),
+        delimiter="\\n",
+        datetime=now_iso(),
+        extra={META_PROJECT: project.name},
+    )
