@@ -5,14 +5,15 @@ Generator, cancels, and hands a segment whose worker died to another worker.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from src.errors import AppError, InvalidInput
-from src.generate import GenerateRequest, Generator
+from src.generate import GenerateRequest, Generator, check_request
 from src.jobs import CANCELLED, DONE, FAILED, KIND_GENERATE, KIND_PROJECT, LEASE_S, JobQueue, Task
 from src.projects import ProjectService, parse_ref
 from src.projects import state as st
@@ -69,6 +70,7 @@ class JobRunner:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._running: dict[str, Task] = {}  # worker name -> task in progress
+        self._tracked: list[Task] = []  # generations running in request threads
         self._lock = threading.Lock()
         self.notes: list[str] = []
 
@@ -153,6 +155,30 @@ class JobRunner:
         )
         self.wake()
         return job
+
+    @contextlib.contextmanager
+    def tracked_generation(self, request: GenerateRequest) -> Iterator[None]:
+        """Run a single generation in the caller's thread as a visible job: listed while it runs, marked
+        done/failed/cancelled after, and re-run by the next start if the app dies meanwhile."""
+        request = check_request(request)  # bad input is refused before anything is recorded
+        values = {k: v for k, v in request.__dict__.items() if k != "mic_audio"}
+        label = f"generate: {request.text.strip()[:40]}"
+        task = self.queue.start_now(KIND_GENERATE, request.voice, label, "generate", values, "ui")
+        with self._lock:
+            self._tracked.append(task)
+        try:
+            yield
+        except GenerationCancelled:
+            self.queue.finish(task, CANCELLED, "cancelled by the user")
+            raise
+        except BaseException as error:
+            self.queue.finish(task, FAILED, str(error) or type(error).__name__)
+            raise
+        else:
+            self.queue.finish(task, DONE)
+        finally:
+            with self._lock:
+                self._tracked.remove(task)
 
     def cancel(self, job_id: int) -> bool:
         """Cancel a job; a segment rendering for it is stopped too. Returns False if it had ended."""
@@ -252,7 +278,7 @@ class JobRunner:
     def _heartbeat(self) -> None:
         while not self._stop.wait(LEASE_S / 4):
             with self._lock:
-                ids = [task.id for task in self._running.values()]
+                ids = [task.id for task in [*self._running.values(), *self._tracked]]
             try:
                 self.queue.heartbeat(ids)
             except Exception:  # boundary: a background thread; the next beat retries

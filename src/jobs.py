@@ -145,6 +145,26 @@ class JobQueue:
             )
         return job_id
 
+    def start_now(
+        self, kind: str, target: str, label: str, item: str, payload: dict[str, Any], worker: str
+    ) -> Task:
+        """Record a job that `worker` of this process runs right away (e.g. a Generate click), so it is listed
+        and, if the process dies, resumed by the next start."""
+        now = time.time()
+        with self._transaction() as db:
+            cursor = db.execute(
+                "INSERT INTO jobs (kind, target, label, payload, state, created, started) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (kind, target, label, json.dumps(payload), RUNNING, now, now),
+            )
+            job_id = int(cursor.lastrowid)
+            cursor = db.execute(
+                "INSERT INTO tasks (job_id, position, item, state, attempts, owner, heartbeat) "
+                "VALUES (?, 0, ?, ?, 1, ?, ?)",
+                (job_id, item, RUNNING, owner_name(worker), now),
+            )
+        return Task(int(cursor.lastrowid), job_id, kind, target, item, payload, 1)
+
     # ------------------------------------------------------------------ working
 
     def claim(self, worker: str) -> Task | None:
@@ -243,10 +263,10 @@ class JobQueue:
             state, finished = RUNNING, None
         elif counts.get(WAITING) and not cancel:
             state, finished = (RUNNING if counts.get(DONE) or counts.get(FAILED) else WAITING), None
-        elif cancel:
-            state, finished = CANCELLED, time.time()
         elif counts.get(FAILED):
             state, finished = FAILED, time.time()
+        elif cancel or counts.get(CANCELLED):
+            state, finished = CANCELLED, time.time()
         else:
             state, finished = DONE, time.time()
         reason = ""
@@ -257,7 +277,7 @@ class JobQueue:
             ).fetchall()
             reason = "; ".join(f"part {r['position'] + 1}: {r['reason']}" for r in failed[:3])
         elif state == CANCELLED:
-            reason = "cancelled by the user"
+            reason = "cancelled by the user" if cancel else "stopped"
         db.execute(
             "UPDATE jobs SET state = ?, reason = ?, finished = ? WHERE id = ?",
             (state, reason, finished, job_id),

@@ -153,9 +153,9 @@ def _view(
         told.append("Another tab changed this project; this view shows the latest version.")
     unchanged = not force and seen.get("revision") == project.revision and not told
     session["seen"][ref] = {"edit": project.edit_revision, "revision": project.revision}
-    jobs = ctx.job_queue.jobs(20, target=ref)
+    jobs = ctx.job_queue.jobs(20)  # every job, single generations included
     queue = [[j.id, j.label, j.state, f"{j.done}/{j.total}", j.reason] for j in jobs]
-    timer = gr.Timer(active=any(j.state in ("waiting", "running") for j in jobs))
+    timer = gr.Timer(active=any(j.state in ("waiting", "running") and j.target == ref for j in jobs))
     if unchanged:  # leave the table and the player alone (a reload would stop playback)
         return gr.update(), gr.update(), gr.update(), queue, session, timer
     combined = ctx.projects.folder(voice, name) / "combined.wav"

@@ -204,3 +204,33 @@ def test_a_killed_app_resumes_the_project_and_renders_each_segment_once(tmp_path
         if index < len(rows) - 1:
             expected.append(np.zeros(round(row.pause_s * rate), dtype=np.int16))
     assert np.array_equal(combined, np.concatenate(expected))
+
+
+def test_a_generate_click_is_listed_as_a_job_and_resumed_if_the_app_dies(ctx):
+    runner = runner_for(ctx, [Worker("local")])
+    request = GenerateRequest(text="Hello there.", voice="amy", seed=3)
+    with runner.tracked_generation(request):
+        view = ctx.job_queue.jobs()[0]
+        assert (view.kind, view.state, view.label) == ("generate", "running", "generate: Hello there.")
+        ctx.generator.generate(request)
+    assert ctx.job_queue.jobs()[0].state == DONE
+    with pytest.raises(GenerationCancelled), runner.tracked_generation(request):
+        raise GenerationCancelled("stopped")
+    assert ctx.job_queue.jobs()[0].state == CANCELLED
+    with (
+        pytest.raises(Exception, match="Please provide text"),
+        runner.tracked_generation(GenerateRequest(voice="amy")),
+    ):
+        pass
+    assert len(ctx.job_queue.jobs()) == 2  # bad input records nothing
+
+    task = ctx.job_queue.start_now(
+        "generate", "amy", "g", "generate", {"text": "Again.", "voice": "amy", "seed": 4}, "ui"
+    )
+    with ctx.job_queue._connect() as db:  # as if the process running it had died
+        db.execute("UPDATE tasks SET owner = 'gone:1:ui', heartbeat = 0 WHERE id = ?", (task.id,))
+    runner.start()
+    try:
+        wait_for(lambda: job_state(ctx, task.job_id).state == DONE, what="the resumed generation")
+    finally:
+        runner.stop()
