@@ -243,6 +243,7 @@ def serve(ctx: AppContext) -> RunningApp:
     access = resolve_access(settings, listen.host)
     demo = build_ui(ctx)
     demo.queue(default_concurrency_limit=settings.concurrency_count)
+    ctx.job_runner.start()  # resumes project renders a crash or restart interrupted
     allowed = [str(ctx.paths.results_dir), str(ctx.paths.voices_dir)]
     where = "a public share link" if settings.share else f"listening on {listen.host}"
     announce_access(access, where)
@@ -261,7 +262,7 @@ def serve(ctx: AppContext) -> RunningApp:
     )
     if share_url:
         log.info("Public link: %s", share_url)
-    return RunningApp(ctx, demo, url, _closers=[demo.close])
+    return RunningApp(ctx, demo, url, _closers=[ctx.job_runner.stop, demo.close])
 
 
 def _auth_message(access: Access) -> str | None:
@@ -300,7 +301,7 @@ def _serve_mounted(ctx, demo, listen: ListenAddress, access: Access, allowed, gr
         thread.join(timeout=10)
 
     url = f"http://{listen.host}:{config.port}{listen.path}/"
-    return RunningApp(ctx, demo, url, [close])
+    return RunningApp(ctx, demo, url, [ctx.job_runner.stop, close])
 
 
 def _page_answers(url: str, *, within_s: float = 120.0) -> bool:

@@ -11,7 +11,11 @@ from typing import Any
 
 from src.engine import Loader, TTSEngine, loader_from_settings
 from src.generate import Generator
+from src.job_runner import JobRunner
+from src.jobs import JobQueue
 from src.paths import AppPaths
+from src.projects import ProjectService
+from src.qa import SegmentChecker
 from src.settings import AppSettings, GenerateDefaults, load_generate_defaults
 from src.token_preview import TokenizerSource
 from src.training.asr import Transcriber, create_transcriber
@@ -50,6 +54,7 @@ class AppContext:
     transcriber_factory: TranscriberFactory | None = None
     trainer_args: tuple[str, ...] = ()
     trainer_env: dict[str, str] = field(default_factory=dict)
+    runtime_notes: list[str] = field(default_factory=list)
 
     def current_settings(self) -> AppSettings:
         """The settings as they are now (passed to services as a getter so changes apply)."""
@@ -83,6 +88,46 @@ class AppContext:
     def train_runner(self) -> TrainRunner:
         """Starts, stops and watches training subprocesses (they outlive the app; see Reconnect)."""
         return TrainRunner(self.paths, extra_args=self.trainer_args, env=self.trainer_env)
+
+    @functools.cached_property
+    def projects(self) -> ProjectService:
+        """Long-form projects; QA transcribes with the Whisper backend and model chosen in Settings."""
+
+        def checker() -> SegmentChecker:
+            return SegmentChecker(
+                lambda: self.create_transcriber(self.settings.whisper_backend, self.settings.whisper_model)
+            )
+
+        return ProjectService(self.paths, self.generator, self.current_settings, checker)
+
+    @functools.cached_property
+    def job_queue(self) -> JobQueue:
+        """The persistent queue of project renders and generations (`config/jobs.sqlite`)."""
+        return JobQueue(self.paths.config_dir / "jobs.sqlite")
+
+    @functools.cached_property
+    def job_runner(self) -> JobRunner:
+        """Works the queue (`app.serve` starts it, which resumes interrupted jobs). Workers: a Ray cluster
+        when Settings name one and it answers, else one per visible GPU."""
+        from src.workers import connect_ray, engine_factory, local_workers
+
+        workers = []
+        if self.settings.ray_address.strip():
+            backend = connect_ray(
+                self.settings.ray_address.strip(), self.settings.ray_workers, root=self.paths.root,
+                settings=self.settings, tts_options=self.tts_options,
+            )  # fmt: skip
+            workers = list(backend.workers)
+            self.runtime_notes.append(backend.message)
+            (log.info if workers else log.warning)("%s", backend.message)
+        if not workers:
+            build = engine_factory(self.paths, self.settings, self.tts_options)
+            if self.tts_loader is not None:
+                loader = self.tts_loader
+                build = lambda device: TTSEngine(loader, default_options=self.tts_options)  # noqa: E731
+            workers = local_workers(self.generator, self.settings, build)
+        return JobRunner(self.job_queue, self.projects, self.generator, workers,
+                         concurrency=max(self.settings.concurrency_count, 1))  # fmt: skip
 
     def create_transcriber(self, backend: str, model: str) -> Transcriber:
         """A Whisper transcriber for Prepare Dataset (nothing is loaded until it transcribes)."""

@@ -151,6 +151,13 @@ class AppSettings:
     training_default_bnb: bool = _setting(
         True, "Training: BitsAndBytes by default", "Initial value of the Training tab's BitsAndBytes.",
         "checkbox", cli="--training-default-bnb", column="right")
+    ray_address: str = _setting(
+        "", "Ray Cluster Address", "Render project segments on a Ray cluster (ray://host:10001, host:6379, "
+        "auto or local). Empty: on this machine, one worker per GPU.", "textbox", cli="--ray-address",
+        takes_effect=RESTART, column="right", placeholder="ray://head-node:10001")
+    ray_workers: int = _setting(
+        2, "Ray Workers", "Render workers started on the Ray cluster (one GPU each when it has enough).",
+        "number", cli="--ray-workers", takes_effect=RESTART, column="right", minimum=1, maximum=256)
     # fmt: on
 
 

@@ -25,7 +25,7 @@ from tortoise.options import (
     normalize_sampler_name,
 )
 from tortoise.redaction import CTC_TOKENIZER_ID, WAV2VEC2_MODEL_ID
-from tortoise.text import split_and_recombine_text, split_text_by_tokens
+from tortoise.text import english_cleaners, split_and_recombine_text, split_text_by_tokens
 from tortoise.tokenizer import UNK_TOKEN_ID, VoiceBpeTokenizer
 
 __all__ = [
@@ -57,6 +57,7 @@ __all__ = [
     "checkpoint_problem",
     "cpu_supports_bf16",
     "cuda_device_count",
+    "english_cleaners",
     "list_devices",
     "load_audio",
     "load_mel_norms",

@@ -9,13 +9,21 @@ from typing import Any
 import gradio as gr
 
 from src.context import AppContext
-from src.ui import tab_generate, tab_history, tab_lexicon, tab_settings, tab_training, tab_utilities
+from src.ui import (
+    tab_generate,
+    tab_history,
+    tab_lexicon,
+    tab_projects,
+    tab_settings,
+    tab_training,
+    tab_utilities,
+)
 
 TITLE = "AI Voice Cloning"
 # Set by the page-load events once the last Generate values are restored: tests and scripts wait on this
 # element (`#app-ready [data-ready]`) instead of guessing with timeouts or network silence.
 READY_MARKER = '<span data-ready="1" hidden></span>'
-TABS = ("Generate", "History", "Utilities", "Lexicon & Preview", "Training", "Settings")
+TABS = ("Generate", "Projects", "History", "Utilities", "Lexicon & Preview", "Training", "Settings")
 
 
 def build_ui(ctx: AppContext) -> gr.Blocks:
@@ -30,6 +38,8 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
             with gr.Tab("Generate", id="generate"):
                 components["generate"] = tab_generate.build(ctx)
             generate = components["generate"]
+            with gr.Tab("Projects", id="projects"):
+                components["projects"] = tab_projects.build(ctx, generate)
             with gr.Tab("History", id="history") as history_tab:
                 components["history"] = tab_history.build(ctx, generate=generate, tabs=tabs)
             with gr.Tab("Utilities", id="utilities"):
@@ -68,6 +78,8 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
         lexicon = components["lexicon"]
         demo.load(lambda: tab_lexicon.load_table(ctx), outputs=[lexicon["table"], lexicon["status"]],
                   api_visibility="private")  # fmt: skip
+        demo.load(lambda: tab_projects.on_load(ctx), outputs=components["projects"]["project"],
+                  api_visibility="private")  # a render still going shows again after a reload
         for warning in ctx.startup_warnings:
             demo.load(lambda text=warning: gr.Warning(text), api_visibility="private")
     demo.app_components = components

@@ -195,9 +195,10 @@ def _wire(ctx: AppContext, c: dict[str, Any]) -> None:
     def run(values: dict[str, Any], progress: gr.Progress) -> tuple:
         request = GenerateRequest(**values)
         try:
-            result = ctx.generator.generate(
-                request, lambda fraction, text: progress(fraction, desc=text)
-            )
+            with ctx.job_runner.tracked_generation(request):  # listed in the queue; resumed after a crash
+                result = ctx.generator.generate(
+                    request, lambda fraction, text: progress(fraction, desc=text)
+                )
         except GenerationCancelled as stopped:
             gr.Warning(user_message(stopped))
             return None, gr.update(choices=[], visible=False), gr.update(visible=False), [], ""
