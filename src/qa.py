@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from src.training.asr import ASR_SAMPLE_RATE, Transcriber
 from src.audio_ops import resample_output
+from src.training.asr import ASR_SAMPLE_RATE, Transcriber
 from tortoise import english_cleaners
 
 FLAG_DROPPED, FLAG_REPEATED, FLAG_CUT_OFF, FLAG_SILENCE, FLAG_WER = (

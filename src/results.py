@@ -34,6 +34,7 @@ from src.paths import AppPaths, validate_voice_name
 from tortoise import save_wav
 
 log = logging.getLogger(__name__)
+PROJECTS_FOLDER = "projects"  # results/<voice>/projects/<name>/: long-form projects (src/projects)
 
 RUN_TIME_FORMAT = "%Y%m%d-%H%M%S"
 INPUT_FILE = "input.txt"
@@ -191,9 +192,15 @@ def list_result_voices(paths: AppPaths) -> list[str]:
 
 
 def _wavs(folder: Path):
-    """WAV files directly in `folder` and in its run folders (temporary files skipped)."""
+    """WAV files directly in `folder`, in its run folders, and in its projects (`projects/<name>/` and their
+    `segments/`); temporary files are skipped."""
     for entry in sorted(folder.iterdir()):
-        if entry.is_dir() and not entry.name.startswith("."):
+        if entry.is_dir() and entry.name == PROJECTS_FOLDER:
+            for project in sorted(p for p in entry.iterdir() if p.is_dir() and not p.name.startswith(".")):
+                for part in (project, project / "segments"):
+                    if part.is_dir():
+                        yield from (f for f in sorted(part.iterdir()) if _is_clip(f))
+        elif entry.is_dir() and not entry.name.startswith("."):
             yield from (f for f in sorted(entry.iterdir()) if _is_clip(f))
         elif _is_clip(entry):
             yield entry
@@ -217,7 +224,7 @@ def list_history(paths: AppPaths, voice: str) -> list[HistoryEntry]:
     inputs: dict[Path, dict[str, Any] | None] = {}
     entries: list[tuple[tuple[datetime, int], HistoryEntry]] = []
     for wav in _wavs(folder):
-        run = wav.parent.name if wav.parent != folder else None
+        run = wav.parent.relative_to(folder).as_posix() if wav.parent != folder else None
         metadata, source = _metadata_of(wav, run, inputs)
         created, suffix = _created(wav, run, metadata)
         duration, rate = _header(wav)

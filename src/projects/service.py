@@ -29,13 +29,13 @@ from src.projects.segments import halve, split_segments
 from src.projects.stitch import StitchResult, combined_metadata, stitch
 from src.prompting import MAX_SEED, resolve_seed
 from src.qa import QaReport, QaSettings, SegmentChecker
-from src.results import save_clip
+from src.results import PROJECTS_FOLDER, save_clip
 from src.settings import AppSettings, GenerateDefaults
 from tortoise import GenerationCancelled, TextTooLongError
 
 log = logging.getLogger(__name__)
 
-PROJECTS_DIR = "projects"
+PROJECTS_DIR = PROJECTS_FOLDER  # results/<voice>/projects/<name>/
 MAX_SPLIT_DEPTH = 4  # a segment refused as too long is halved at most this many times
 EDIT_LOG = 50  # user edits remembered per project, to tell a tab what other tabs changed
 

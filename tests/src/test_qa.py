@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from src.training.asr import FasterWhisperTranscriber
 
 from src.projects import ProjectService
 from src.qa import (
@@ -21,6 +20,7 @@ from src.qa import (
     score_take,
 )
 from src.settings import AppSettings, GenerateDefaults
+from src.training.asr import FasterWhisperTranscriber
 from tests.app_doubles import FakeTTS, make_context, make_voice
 from tests.speech import FOX, ct2_tiny_en_dir, say
 from tortoise.api import TTSResult

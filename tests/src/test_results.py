@@ -161,3 +161,17 @@ def test_input_file_is_json(paths):
     run = create_run(paths, "mary", NOON)
     write_input_file(run.run_dir, {"delimiter": "\\n"})
     assert json.loads((run.run_dir / "input.txt").read_text()) == {"delimiter": "\\n"}
+
+
+def test_history_lists_project_takes_and_combined_files(paths):
+    project = paths.results_dir / "mary" / "projects" / "book"
+    save_clip(project / "segments" / "r1_1.wav", _tone(), 24000, GenerationMetadata(text="first", seed=3))
+    save_clip(project / "combined.wav", _tone(0.2), 24000)
+    (project / "project.json").write_text("{}")
+    save_clip(paths.results_dir / "mary" / "projects" / ".hidden" / "x.wav", _tone(), 24000)
+    entries = {e.name: e for e in list_history(paths, "mary")}
+    assert set(entries) == {"projects/book/combined.wav", "projects/book/segments/r1_1.wav"}
+    take = entries["projects/book/segments/r1_1.wav"]
+    assert take.metadata_source == "embedded" and take.metadata.text == "first" and take.metadata.seed == 3
+    assert take.run == "projects/book/segments"
+    assert resolve_result(paths, "mary", take.name) == take.path.resolve()
