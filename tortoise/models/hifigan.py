@@ -144,9 +144,8 @@ class HifiganGenerator(nn.Module):
         self.resblocks = nn.ModuleList()
         channels = upsample_initial_channel
         for factor, kernel in zip(upsample_factors, upsample_kernel_sizes, strict=True):
-            self.ups.append(
-                WeightNormConvTranspose1d(channels, channels // 2, kernel, factor, padding=(kernel - factor) // 2)
-            )
+            pad = (kernel - factor) // 2
+            self.ups.append(WeightNormConvTranspose1d(channels, channels // 2, kernel, factor, padding=pad))
             channels //= 2
             for size, dilations in zip(resblock_kernel_sizes, resblock_dilation_sizes, strict=True):
                 self.resblocks.append(ResBlock1(channels, size, dilations))
@@ -165,7 +164,9 @@ class HifiganGenerator(nn.Module):
         x = self.conv_post(F.leaky_relu(x, POST_LRELU_SLOPE))
         return torch.tanh(x)
 
-    def upsample_latents(self, latents: torch.Tensor, first: int = 0, total: int | None = None) -> torch.Tensor:
+    def upsample_latents(
+        self, latents: torch.Tensor, first: int = 0, total: int | None = None
+    ) -> tuple[int, torch.Tensor]:
         """Stretch GPT latents to decoder frames (upstream's two linear interpolations).
 
         Args:
