@@ -11,6 +11,7 @@ from typing import Any
 
 from src.asr import Transcriber, create_transcriber
 from src.engine import Loader, TTSEngine, loader_from_settings
+from src.fast_generate import FastGenerator
 from src.generate import Generator
 from src.paths import AppPaths
 from src.settings import AppSettings, GenerateDefaults, load_generate_defaults
@@ -67,6 +68,11 @@ class AppContext:
     @functools.cached_property
     def generator(self) -> Generator:
         return Generator(self.paths, self.engine, self.voices, self.current_settings)
+
+    @functools.cached_property
+    def fast_generator(self) -> FastGenerator:
+        """Fast mode (one sample, HiFi-GAN, streamed) over the same engine, voices and settings."""
+        return FastGenerator(self.generator)
 
     @functools.cached_property
     def train_runner(self) -> TrainRunner:

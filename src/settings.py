@@ -35,6 +35,8 @@ WHISPER_MODELS = (
 )  # fmt: skip
 PRESET_LABELS = ("Ultra Fast", "Fast", "Standard", "High Quality")
 SAMPLER_LABELS = ("P", "DDIM", "DPM++2M")
+# Standard: candidates, ranking, diffusion. Fast: one sample decoded by HiFi-GAN and streamed as it is made.
+GENERATION_MODES = ("Standard", "Fast")
 EXPERIMENTAL_FLAGS = ("Half Precision", "Conditioning-Free")  # labels of the Experimental Flags group
 
 S = TypeVar("S")
@@ -183,6 +185,8 @@ class GenerateDefaults:
     repetition_penalty: float = _knob(2.0, "Repetition Penalty", "slider", minimum=0.0, maximum=8.0,
                                       step=0.01)
     cond_free_k: float = _knob(2.0, "Conditioning-Free K", "slider", minimum=0.0, maximum=4.0, step=0.01)
+    generation_mode: str = _knob("Standard", "Mode", "radio", choices=GENERATION_MODES,
+                                 help="Fast: one sample, no diffusion, heard while it is made.")
     # fmt: on
 
 

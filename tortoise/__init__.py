@@ -10,18 +10,23 @@ from tortoise.errors import (
     TortoiseError,
     WeightsError,
 )
+from tortoise.fast import FAST_UNUSED_OPTIONS, FastStream
 from tortoise.latents import ConditioningLatents
 from tortoise.options import PRESETS, SAMPLERS, GenerationOptions
+from tortoise.streaming import StreamSettings
 
 __all__ = [
+    "FAST_UNUSED_OPTIONS",
     "PRESETS",
     "SAMPLERS",
     "AudioLoadError",
     "ConditioningLatents",
+    "FastStream",
     "GenerationCancelled",
     "GenerationOptions",
     "InvalidInputError",
     "ModelDownloadError",
+    "StreamSettings",
     "TTSModels",
     "TTSResult",
     "TextToSpeech",

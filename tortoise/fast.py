@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 AR_SAMPLES_PER_CODE = 1024
 # Options the fast pipeline has no use for: it samples one row and has no ranking, diffusion or trim.
 # The value each must keep (its default) if given explicitly.
-NOT_APPLICABLE: dict[str, Any] = {
+FAST_UNUSED_OPTIONS: dict[str, Any] = {
     "num_autoregressive_samples": 1,
     "sample_batch_size": 0,
     "k": 1,
@@ -53,14 +53,14 @@ def fast_options(preset: str | None, overrides: dict[str, Any]) -> GenerationOpt
     refused = sorted(
         name
         for name, value in overrides.items()
-        if name in NOT_APPLICABLE and value is not None and value != NOT_APPLICABLE[name]
+        if name in FAST_UNUSED_OPTIONS and value is not None and value != FAST_UNUSED_OPTIONS[name]
     )
     if refused:
         raise InvalidInputError(
             f"Fast mode does not use {', '.join(refused)}: it samples one candidate and decodes it with "
             "the HiFi-GAN decoder (no ranking, no diffusion). Leave these unset or use the standard mode."
         )
-    applicable = {k: v for k, v in overrides.items() if k not in NOT_APPLICABLE}
+    applicable = {k: v for k, v in overrides.items() if k not in FAST_UNUSED_OPTIONS}
     return GenerationOptions.from_preset(preset, **applicable).replace(num_autoregressive_samples=1, k=1)
 
 
