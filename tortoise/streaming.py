@@ -25,17 +25,18 @@ MAX_OVERLAP_SAMPLES = 8192
 
 @dataclass(frozen=True)
 class StreamSettings:
-    """When chunks are made and how they are joined. Defaults are upstream's, plus a bounded decode window.
+    """When chunks are made and how they are joined: upstream's chunking, a bounded decode window.
 
     Attributes:
-        first_chunk_codes: codes decoded before the first chunk (upstream's first_buffer, 60 ≈ 2.8 s).
+        first_chunk_codes: codes decoded before the first chunk. Upstream's first_buffer is 60 (2.8 s of
+            audio); 20 (0.93 s) gets the first audio out three times sooner, which matters most on CPUs.
         chunk_codes: new codes per later chunk (upstream's stream_chunk_size, 40 ≈ 1.9 s).
         overlap_samples: cross-fade length between chunks at 24 kHz (upstream's overlap_wav_len, 1024).
         context_latents: latents decoded left of the new audio; None re-decodes everything each time
             (upstream, O(length) per chunk, O(length²) in all).
     """
 
-    first_chunk_codes: int = 60
+    first_chunk_codes: int = 20
     chunk_codes: int = 40
     overlap_samples: int = 1024
     context_latents: int | None = DEFAULT_CONTEXT_LATENTS
