@@ -92,7 +92,8 @@ class FastGenerator:
         """Yield each line's chunks as they are made, then one update with the saved result.
 
         Raises:
-            InvalidInput: Candidates above 1 or a CVVP weight (fast mode has nothing to rank), bad values.
+            InvalidInput: Candidates above 1 or a CVVP weight (fast mode has nothing to rank), [brackets]
+                or an emotion (they cannot be cut from a stream), bad values.
             VoiceNotFound / VoiceUnusable / TortoiseError: as for standard generation.
         """
         g = self.generator
@@ -103,6 +104,11 @@ class FastGenerator:
                 "to 0, or switch Mode to Standard."
             )
         prompts = prepare_prompts(request.text, request.delimiter, request.emotion, request.custom_emotion)
+        if any("[" in prompt for prompt in prompts.prompts):
+            raise InvalidInput(
+                "Fast mode plays the audio while it is made, so [bracketed] words and emotions cannot be cut "
+                "out of it. Set Emotion to None and remove the brackets, or switch Mode to Standard."
+            )
         seed = resolve_seed(request.seed)
         settings = g.settings()
         notes = [*_split_notes(request, prompts.lines, prompts.auto_split), UNUSED_NOTE]

@@ -68,6 +68,12 @@ def test_settings_that_need_ranking_are_refused(ctx, change):
         list(ctx.fast_generator.stream(request(**change)))
 
 
+@pytest.mark.parametrize("change", [{"emotion": "Sad"}, {"text": "[whispering] Hello there."}])
+def test_brackets_and_emotions_are_refused_with_a_way_out(ctx, change):
+    with pytest.raises(InvalidInput, match="Set Emotion to None"):
+        list(ctx.fast_generator.stream(request(**change)))
+
+
 def test_stop_keeps_the_audio_so_far_marked_partial(ctx):
     fast: FastGenerator = ctx.fast_generator
     got = []
