@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from src.engine import Loader, TTSEngine, loader_from_settings
+from src.fast_generate import FastGenerator
 from src.generate import Generator
 from src.job_runner import JobRunner
 from src.jobs import JobQueue
@@ -83,6 +84,11 @@ class AppContext:
             return engine.get() if engine.is_loaded else None
 
         return TokenizerSource(self.paths.tortoise_models_dir, loaded)
+
+    @functools.cached_property
+    def fast_generator(self) -> FastGenerator:
+        """Fast mode (one sample, HiFi-GAN, streamed) over the same engine, voices and settings."""
+        return FastGenerator(self.generator)
 
     @functools.cached_property
     def train_runner(self) -> TrainRunner:

@@ -92,17 +92,9 @@ class SystemProbe:
 
 def torch_info() -> dict[str, Any]:
     """The installed torch build and the GPUs it can use, with their free and total memory in bytes."""
-    import torch
+    from tortoise import torch_build_info
 
-    gpus = []
-    if torch.cuda.is_available():
-        for index in range(torch.cuda.device_count()):
-            try:
-                free, total = torch.cuda.mem_get_info(index)
-            except RuntimeError:  # a device that cannot be queried still counts, memory unknown
-                free = total = 0
-            gpus.append((torch.cuda.get_device_name(index), int(free), int(total)))
-    return {"version": torch.__version__, "cuda": torch.version.cuda, "hip": torch.version.hip, "gpus": gpus}
+    return torch_build_info()
 
 
 def gpu_hardware() -> list[str]:

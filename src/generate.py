@@ -246,6 +246,10 @@ class Generator:
             TortoiseError: a line is too long, the models cannot load, ...
         """
         request = check_request(request)
+        if request.generation_mode == "Fast":
+            from src.fast_generate import FastGenerator  # imported here: it builds on this module
+
+            return FastGenerator(self).generate(request, progress)
         report = progress or (lambda fraction, text: None)
         # the cheap checks first, before waiting for the engine or loading anything
         check_control_characters(request.text)

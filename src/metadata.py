@@ -57,6 +57,7 @@ class GenerationMetadata:
         datetime: ISO local time of the generation.
         model / model_hash: the AR checkpoint path and its MD5.
         latents: base64 of the conditioning latents file, embedded in WAVs only.
+        generation_mode / partial: Standard or Fast; partial marks a stopped stream's audio so far.
         extra: keys this version does not know, kept so that re-saving loses nothing.
     """
 
@@ -87,6 +88,8 @@ class GenerationMetadata:
     preset: str | None = None
     voice_chunks: int | None = None
     latents: str | None = None
+    generation_mode: str | None = None  # "Standard" or "Fast" (absent before fast mode existed)
+    partial: bool | None = None  # True: a stream stopped before its end; the audio so far
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod

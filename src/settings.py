@@ -35,6 +35,8 @@ WHISPER_MODELS = (
 )  # fmt: skip
 PRESET_LABELS = ("Ultra Fast", "Fast", "Standard", "High Quality")
 SAMPLER_LABELS = ("P", "DDIM", "DPM++2M")
+# Standard: candidates, ranking, diffusion. Fast: one sample decoded by HiFi-GAN and streamed as it is made.
+GENERATION_MODES = ("Standard", "Fast")
 EXPERIMENTAL_FLAGS = ("Half Precision", "Conditioning-Free")  # labels of the Experimental Flags group
 
 S = TypeVar("S")
@@ -202,6 +204,8 @@ class GenerateDefaults:
     enable_redaction: bool = _knob(True, "Cut [Bracketed] Words", "checkbox",
                                    help="Cut [bracketed] words and the emotion prefix from the audio "
                                    "(needs the wav2vec2 aligner); off: they are spoken.")
+    generation_mode: str = _knob("Standard", "Mode", "radio", choices=GENERATION_MODES,
+                                 help="Fast: one sample, no diffusion, heard while it is made.")
     # fmt: on
 
 

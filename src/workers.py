@@ -29,9 +29,9 @@ RAY_PIN = "ray==2.60.0"
 
 def visible_gpus() -> int:
     """How many CUDA devices this process sees (CUDA_VISIBLE_DEVICES applies)."""
-    import torch
+    from tortoise import cuda_device_count
 
-    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+    return cuda_device_count()
 
 
 def local_workers(

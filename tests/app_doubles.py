@@ -177,6 +177,7 @@ def tiny_tts(tiny_models, tokenizer_path=REFERENCE_DIR / "tokenizer.json"):
         cvvp=m.cvvp,
         rlg_auto=m.rlg_auto,
         rlg_diffuser=m.rlg_diffuser,
+        hifidecoder=m.hifidecoder,
     )
     return TextToSpeech(
         models,

@@ -63,6 +63,7 @@ class TinyModels:
         self.clvp = from_golden("clvp2", "clvp.pt")
         self.cvvp = from_golden("cvvp", "cvvp.pt")
         self.vocoder = from_golden("vocoder", "vocoder.pt")
+        self.hifidecoder = from_golden("hifidecoder", "hifigan.pt")
         torch.manual_seed(0)
         self.rlg_auto = build("rlg_auto", channels=self.autoregressive.model_dim)
         self.rlg_diffuser = build("rlg_diffuser", channels=2 * self.diffusion.model_channels)

@@ -4,7 +4,13 @@ from tortoise import models  # the model registry: models.build(name) and models
 from tortoise.api import OFFICIAL_TEXT_TOKEN_LIMIT, TextToSpeech, TTSModels, TTSResult
 from tortoise.audio import OUTPUT_SAMPLE_RATE, VOICE_SAMPLE_RATE, load_audio, read_audio, resample, save_wav
 from tortoise.consistency import reads_codes, voice_clip_mels, waveform_similarity
-from tortoise.device import cpu_supports_bf16, cuda_device_count, list_devices, release_accelerator_memory
+from tortoise.device import (
+    cpu_supports_bf16,
+    cuda_device_count,
+    list_devices,
+    release_accelerator_memory,
+    torch_build_info,
+)
 from tortoise.download import INFERENCE_FILES, MODEL_FILES, ModelStore, checkpoint_problem
 from tortoise.errors import (
     AudioLoadError,
@@ -15,6 +21,7 @@ from tortoise.errors import (
     TortoiseError,
     WeightsError,
 )
+from tortoise.fast import FAST_UNUSED_OPTIONS, FastStream
 from tortoise.latents import MIN_CLIP_SAMPLES, ConditioningLatents
 from tortoise.mel import load_mel_norms
 from tortoise.options import (
@@ -25,6 +32,7 @@ from tortoise.options import (
     normalize_sampler_name,
 )
 from tortoise.redaction import CTC_TOKENIZER_ID, WAV2VEC2_MODEL_ID
+from tortoise.streaming import StreamSettings
 from tortoise.text import english_cleaners, split_and_recombine_text, split_text_by_tokens
 from tortoise.tokenizer import UNK_TOKEN_ID, VoiceBpeTokenizer
 
@@ -32,6 +40,8 @@ __all__ = [
     "AudioLoadError",
     "CTC_TOKENIZER_ID",
     "ConditioningLatents",
+    "FAST_UNUSED_OPTIONS",
+    "FastStream",
     "GenerationCancelled",
     "GenerationOptions",
     "INFERENCE_FILES",
@@ -44,6 +54,7 @@ __all__ = [
     "OUTPUT_SAMPLE_RATE",
     "PRESETS",
     "SAMPLERS",
+    "StreamSettings",
     "TTSModels",
     "TTSResult",
     "TextToSpeech",
@@ -71,6 +82,7 @@ __all__ = [
     "save_wav",
     "split_and_recombine_text",
     "split_text_by_tokens",
+    "torch_build_info",
     "voice_clip_mels",
     "waveform_similarity",
 ]

@@ -49,6 +49,7 @@ class TTSModels:
     cvvp: nn.Module | None = None
     rlg_auto: nn.Module | None = None
     rlg_diffuser: nn.Module | None = None
+    hifidecoder: nn.Module | None = None  # fast mode's decoder, loaded on first use
 
 
 @dataclass
@@ -88,6 +89,7 @@ class TextToSpeech:
             None creates the wav2vec2 aligner lazily on first use.
         cvvp_loader: called once to load CVVP when a CVVP weight is first used and `models.cvvp` is None.
         rlg_loader: called once to load (rlg_auto, rlg_diffuser) for the random voice when they are None.
+        hifi_loader: called once to load the fast mode's HiFi-GAN decoder when `models.hifidecoder` is None.
         model_name / model_hash: identify the AR checkpoint (latents caches and metadata are keyed on it).
     """
 
@@ -102,6 +104,7 @@ class TextToSpeech:
         rlg_loader: Callable[[], tuple[nn.Module, nn.Module]] | None = None,
         model_name: str = "autoregressive",
         model_hash: str = "",
+        hifi_loader: Callable[[], nn.Module] | None = None,
     ):
         self.models = models
         self.tokenizer = tokenizer
@@ -113,7 +116,9 @@ class TextToSpeech:
         self.model_name = model_name
         self.model_hash = model_hash
         self.offline = False  # from_dir sets it: the lazily made aligner then never downloads
-        for name in ("autoregressive", "diffusion", "clvp", "vocoder", "cvvp", "rlg_auto", "rlg_diffuser"):
+        self.hifi_loader = hifi_loader
+        for name in ("autoregressive", "diffusion", "clvp", "vocoder", "cvvp", "rlg_auto", "rlg_diffuser",
+                     "hifidecoder"):
             model = getattr(models, name)
             if model is not None:
                 model.eval().requires_grad_(False)
@@ -178,6 +183,7 @@ class TextToSpeech:
                                 load("rlg_diffuser", store.get("rlg_diffuser.pth"))),
             model_name=ar_path.stem,
             model_hash=quick_hash,
+            hifi_loader=lambda: load("hifidecoder", store.get("hifidecoder.pth")),
         )
         tts.offline = bool(store.offline) if hasattr(store, "offline") else bool(offline)
         return tts
@@ -386,6 +392,26 @@ class TextToSpeech:
             codes=best_codes.cpu(),
             truncated=truncated,
         )
+
+    def tts_fast(self, text: str, **kwargs: Any) -> TTSResult:
+        """Fast mode: one AR sample decoded by the HiFi-GAN decoder (no ranking, no diffusion).
+
+        Takes `tts`'s arguments; options that do not apply raise InvalidInputError. See
+        tortoise.fast.generate_fast.
+        """
+        from tortoise.fast import generate_fast
+
+        return generate_fast(self, text, **kwargs)
+
+    def tts_stream(self, text: str, **kwargs: Any) -> Any:
+        """Fast mode as a stream: returns a FastStream that yields 24 kHz chunks while the AR decodes.
+
+        Takes `tts`'s arguments plus `settings` (tortoise.streaming.StreamSettings). See
+        tortoise.fast.open_stream.
+        """
+        from tortoise.fast import open_stream
+
+        return open_stream(self, text, **kwargs)
 
     def _rank(self, fixed, tokens, latents, options, notes, device) -> torch.Tensor:
         k = min(options.k, fixed.shape[0])

@@ -5,13 +5,19 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import numpy as np
+import soundfile as sf
+
 from tortoise.audio import VOICE_SAMPLE_RATE, load_audio, save_wav
-from tortoise.errors import TortoiseError
+from tortoise.errors import GenerationCancelled, TortoiseError
 from tortoise.options import PRESETS, SAMPLERS
+from tortoise.streaming import StreamSettings
 from tortoise.text import split_text_by_tokens
 
 AUDIO_SUFFIXES = (".wav", ".mp3", ".flac", ".ogg")
@@ -39,6 +45,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--half", action="store_true", help="fp16 on CUDA, bf16 on CPUs that support it")
     p.add_argument("--low-vram", action="store_true", help="move each model to the GPU only for its stage")
     p.add_argument("--offline", action="store_true", help="never download; fail listing missing files")
+    p.add_argument("--fast", action="store_true", help="fast mode: one sample, HiFi-GAN decoder")
+    p.add_argument("--stream", action="store_true",
+                   help="fast mode, writing each line's WAV as it grows (<name>.partial.wav until done)")
+    p.add_argument("--stream-first", type=int, default=StreamSettings.first_chunk_codes,
+                   help="codes before the first streamed chunk")
+    p.add_argument("--stream-chunk", type=int, default=StreamSettings.chunk_codes,
+                   help="codes per later streamed chunk")
     return p
 
 
@@ -89,7 +102,12 @@ def main(
         args.output_dir.mkdir(parents=True, exist_ok=True)
         seed = args.seed
         for i, chunk in enumerate(chunks):
-            result = tts.tts(chunk, conditioning_latents=latents, preset=args.preset, seed=seed, **overrides)
+            if args.stream:
+                path = args.output_dir / f"{args.voice}_{i:03d}_0.wav"
+                seed = _stream_line(tts, chunk, latents, args, seed, overrides, path)
+                continue
+            speak = tts.tts_fast if args.fast else tts.tts
+            result = speak(chunk, conditioning_latents=latents, preset=args.preset, seed=seed, **overrides)
             seed = result.seed if seed is None else seed  # one seed for the whole text
             for note in result.notes:
                 log.warning(note)
@@ -112,6 +130,32 @@ def split_for_tts(tts: object, text: str) -> list[str]:
         return split_text_by_tokens(text, len, 300, 200)
     maximum = min(CHUNK_MAX_TOKENS, tts.text_token_limit)
     return split_text_by_tokens(text, count, maximum, min(CHUNK_DESIRED_TOKENS, maximum))
+
+
+def _stream_line(tts, text, latents, args, seed, overrides, path: Path) -> int:
+    """Stream one line into `path`: a growing `.partial.wav` renamed once complete. Returns the seed."""
+    settings = StreamSettings(first_chunk_codes=args.stream_first, chunk_codes=args.stream_chunk)
+    stream = tts.tts_stream(
+        text, conditioning_latents=latents, preset=args.preset, seed=seed, settings=settings, **overrides
+    )
+    partial = path.with_name(path.stem + ".partial.wav")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    first = None
+    try:
+        with sf.SoundFile(partial, "w", stream.sample_rate, 1, subtype="PCM_16", format="WAV") as out:
+            for chunk in stream:
+                out.write(np.clip(chunk.numpy(), -1.0, 1.0))
+                out.flush()  # the header is rewritten: players can read what is there so far
+                first = time.perf_counter() - t0 if first is None else first
+    except (GenerationCancelled, KeyboardInterrupt):
+        log.warning("stopped: the audio so far is kept in %s (partial)", partial)
+        raise
+    os.replace(partial, path)
+    for note in stream.notes:
+        log.warning(note)
+    log.info("wrote %s (%d codes; first audio after %.2f s)", path, len(stream.codes), first or 0.0)
+    return stream.seed if seed is None else seed
 
 
 def _read_text(path: Path) -> str:

@@ -242,3 +242,20 @@ def release_accelerator_memory() -> None:
     mps = getattr(torch, "mps", None)
     if mps is not None and torch.backends.mps.is_available():
         mps.empty_cache()
+
+
+def torch_build_info() -> dict[str, Any]:
+    """The installed torch build and the GPUs it can use.
+
+    Returns:
+        {"version", "cuda" (None on a CPU or ROCm build), "hip" (ROCm version or None), "gpus": a list of
+        (name, free bytes, total bytes); memory is 0 for a device that cannot be queried}.
+    """
+    gpus = []
+    for index in range(cuda_device_count()):
+        try:
+            free, total = torch.cuda.mem_get_info(index)
+        except RuntimeError:  # a device that cannot be queried still counts, memory unknown
+            free = total = 0
+        gpus.append((torch.cuda.get_device_name(index), int(free), int(total)))
+    return {"version": torch.__version__, "cuda": torch.version.cuda, "hip": torch.version.hip, "gpus": gpus}

@@ -65,6 +65,7 @@ MODEL_FILES: dict[str, ModelFile] = {
         ModelFile("vocoder.pth", "hf", "UnivNet vocoder (mel to waveform)"),
         ModelFile("rlg_auto.pth", "hf", "random voice, AR latent"),
         ModelFile("rlg_diffuser.pth", "hf", "random voice, diffusion latent"),
+        ModelFile("hifidecoder.pth", "hf", "HiFi-GAN decoder (fast mode: GPT latents to waveform)"),
         ModelFile(
             "dvae.pth",
             "hf",

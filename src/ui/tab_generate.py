@@ -16,6 +16,7 @@ from src.generate import GenerateRequest, GenerateResult
 from src.paths import SPECIAL_VOICES
 from src.prompting import CUSTOM_EMOTION
 from src.settings import GenerateDefaults
+from src.ui import fast_mode
 from src.ui.common import (
     audio_for_player,
     component_for,
@@ -150,6 +151,7 @@ def _voice_column(
 
 def _sampling_column(c: dict[str, Any], make: MakeFn) -> None:
     """Column B: candidates, seed, preset and sampling knobs, then the Experimental accordion."""
+    make("generation_mode")
     make("candidates")
     make("seed", info="0 = random; the seed used is shown with the results.")
     make("preset", info="Fills Samples and Iterations.")
@@ -167,8 +169,11 @@ def _sampling_column(c: dict[str, Any], make: MakeFn) -> None:
 def _output_column(c: dict[str, Any]) -> None:
     """Column D: Run/Stop, the output player, the candidate picker, results and the voice sample."""
     with gr.Row():
-        c["run"] = gr.Button("Run", variant="primary", elem_id="gen-run")
+        mode = c["generation_mode"].value
+        c["run"] = gr.Button("Run", variant="primary", elem_id="gen-run", visible=mode != fast_mode.FAST_MODE)
+        fast_mode.add_run_button(c, mode)
         c["stop"] = gr.Button("Stop", variant="stop", elem_id="gen-stop")
+    fast_mode.add_stream_player(c, mode)
     c["output"] = gr.Audio(label="Output", type="filepath", interactive=False, elem_id="gen-output")
     c["candidate"] = gr.Dropdown(
         label="Candidates", choices=[], visible=False, elem_id="gen-candidate"
@@ -275,6 +280,7 @@ def _wire(ctx: AppContext, c: dict[str, Any]) -> None:
     )
     c["candidate"].change(pick_candidate, inputs=c["candidate"], outputs=c["output"], **PRIVATE)
     c["reset"].click(reset_values, outputs=[c[name] for name in RESETTABLE], **PRIVATE)
+    fast_mode.wire(ctx, c, REQUEST_FIELDS, result_rows, result_notes)
 
 
 @ui_handler

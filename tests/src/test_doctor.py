@@ -94,7 +94,7 @@ def test_model_files_present_missing_and_corrupt(paths):
     truncated = (models / "diffusion_decoder.pth").read_bytes()[:-40]
     (models / "clvp2.pth").write_bytes(truncated)  # a cut-off download
     (models / "mel_norms.pth").write_bytes((REFERENCE_DIR / "mel_norms.pth").read_bytes())
-    (models / "tokenizer.json").write_text("{}")  # wrong sha256
+    (models / "tokenizer.json").write_text("{}")  # wrong size and sha256
     report = run_doctor(paths, AppSettings(models_local_only=True), machine())
     found = by_area(report)
     assert found["Model autoregressive.pth"].status == PROBLEM
@@ -102,7 +102,7 @@ def test_model_files_present_missing_and_corrupt(paths):
     assert "is empty" in found["Model autoregressive.pth"].message
     assert found["Model clvp2.pth"].status == PROBLEM and "corrupt" in found["Model clvp2.pth"].message
     assert found["Model tokenizer.json"].status == PROBLEM
-    assert "sha256" in found["Model tokenizer.json"].message
+    assert "expected 4409" in found["Model tokenizer.json"].message
     assert found["Model diffusion_decoder.pth"].status == OK
     assert found["Model mel_norms.pth"].status == OK and "present" in found["Model mel_norms.pth"].message
     # offline, a missing file needed to generate is a problem; online it is downloaded (a warning)

@@ -137,3 +137,53 @@ def test_cli_brackets_without_the_aligner_fail_before_sampling(tmp_path, factory
     code = main(["--text", "[Softly,] Hello there.", "--output-dir", str(out)], tts_factory=without_aligner)
     assert code == 2 and made == [] and not list(out.glob("*.wav"))
     assert "wav2vec2" in capsys.readouterr().err
+
+
+@pytest.fixture
+def fast_factory(tiny_models, tokenizer_path):
+    """Tiny TextToSpeech with the golden HiFi-GAN decoder; records every stream it opens."""
+    from tests.app_doubles import tiny_tts
+
+    streams = []
+
+    def make(args):
+        tts = tiny_tts(tiny_models, tokenizer_path)
+        original = tts.tts_stream
+
+        def tts_stream(text, **kw):
+            stream = original(text, **{**kw, "max_mel_tokens": 20})
+            streams.append(stream)
+            return stream
+
+        tts.tts_stream = tts_stream
+        return tts
+
+    make.streams = streams
+    return make
+
+
+def test_cli_fast_stream_writes_audio_as_long_as_its_codes(tmp_path, fast_factory):
+    from tortoise.models.hifigan import frames_for_latents
+
+    out = tmp_path / "out"
+    args = ["--text", "Streaming from the command line.", "--output-dir", str(out), "--seed", "3",
+            "--fast", "--stream", "--stream-first", "6", "--stream-chunk", "4"]
+    assert main(args, tts_factory=fast_factory) == 0
+    (stream,) = fast_factory.streams
+    audio, rate = sf.read(out / "random_000_0.wav")
+    assert rate == 24000 and stream.is_complete
+    assert audio.shape == (frames_for_latents(len(stream.codes)) * 256,)
+    assert not list(out.glob("*.partial.wav"))
+
+
+def test_cli_fast_refuses_diffusion_options(tmp_path, fast_factory, capsys):
+    args = ["--text", "Hi.", "--output-dir", str(tmp_path), "--fast", "--sampler", "ddim"]
+    assert main(args, tts_factory=fast_factory) == 2
+    assert "Fast mode does not use sampler" in capsys.readouterr().err
+
+
+def test_cli_stream_chunk_of_zero_is_refused(tmp_path, fast_factory, capsys):
+    args = ["--text", "Hi.", "--output-dir", str(tmp_path), "--stream"]
+    args += ["--stream-first", "5", "--stream-chunk", "0"]
+    assert main(args, tts_factory=fast_factory) == 2
+    assert "chunk codes is 0" in capsys.readouterr().err

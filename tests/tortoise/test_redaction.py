@@ -383,6 +383,7 @@ def test_text_to_speech_makes_a_low_vram_aligner_in_low_vram_mode(monkeypatch):
     monkeypatch.setattr(tortoise.redaction, "Wav2VecAligner", Recorder)
     tts = TextToSpeech.__new__(TextToSpeech)  # only the aligner factory is exercised
     tts.aligner = None
+    tts.offline = True
     tts.plan = dataclasses.replace(resolve_device("cpu"), low_vram=True)
     tts._redact(torch.zeros(1, 10), "[a] b")
-    assert made == {"device": "cpu", "low_vram": True}
+    assert made == {"device": "cpu", "low_vram": True, "local_files_only": True}

@@ -29,6 +29,7 @@ _REGISTRY: dict[str, tuple[str, str, dict[str, Any]]] = {
     "rlg_auto": ("tortoise.models.random_latents", "RandomLatentConverter", {"channels": 1024}),
     "rlg_diffuser": ("tortoise.models.random_latents", "RandomLatentConverter", {"channels": 2048}),
     "dvae": ("tortoise.models.dvae", "DiscreteVAE", {}),
+    "hifidecoder": ("tortoise.models.hifigan", "HifiganGenerator", {}),
 }
 
 MODEL_NAMES = tuple(_REGISTRY)
@@ -133,7 +134,7 @@ def load(
         **overrides: constructor arguments, as for `build`.
 
     Returns:
-        The model in eval mode. The vocoder comes back with weight norm folded for inference.
+        The model in eval mode. The vocoder and the HiFi-GAN decoder come back with weight norm folded.
 
     Raises:
         WeightsError: unreadable file, or any missing/unexpected key or shape mismatch (all listed).

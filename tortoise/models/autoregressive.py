@@ -15,6 +15,8 @@ from tortoise.models.layers import AttentionBlock
 
 # Chooses the next code of every running row: (logits (rows, vocab), codes so far (rows, n)) -> (rows,).
 NextCodeFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+# Streaming hook: (codes of this step (rows,), latents that predicted them (running rows, dim)) -> None.
+StepFn = Callable[[torch.Tensor, torch.Tensor], None]
 
 STOP_TEXT_TOKEN = 0
 MEL_CHANNELS = 80
@@ -371,8 +373,11 @@ class UnifiedVoice(nn.Module):
         Returns:
             (batch, number_mel_codes) logits from gpt.ln_f -> final_norm -> mel_head (raw, unprocessed).
         """
-        h = self.gpt(embeds, cache)[:, -1]
-        return self.mel_head(self.final_norm(h))
+        return self.mel_head(self.next_mel_latent(embeds, cache))
+
+    def next_mel_latent(self, embeds: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+        """As `next_mel_logits`, but the final-normed state (batch, dim) before mel_head: the GPT latent."""
+        return self.final_norm(self.gpt(embeds, cache)[:, -1])
 
     def prefill_prompt(
         self, cond_latent: torch.Tensor, text_tokens: torch.Tensor, capacity: int | None = None
@@ -401,6 +406,7 @@ class UnifiedVoice(nn.Module):
         next_code: NextCodeFn | None = None,
         min_new_tokens: int = 0,
         retire_finished: bool = False,
+        on_step: StepFn | None = None,
     ) -> torch.Tensor:
         """Decode codes for one prompt: greedy by default, or with a caller-supplied choice of next code.
 
@@ -423,6 +429,8 @@ class UnifiedVoice(nn.Module):
             retire_finished: drop finished rows from the cache and from later steps. Saves work, but
                 changes how many random numbers a sampling `next_code` draws per step, so seeded runs
                 then differ from the official ones.
+            on_step: streaming hook, called after every step with that step's codes (rows,) and the
+                latents (running rows, dim) of the states that predicted them (what the fast mode decodes).
 
         Returns:
             (num_return_sequences, n) int64 codes, n <= max_generate_length (finished rows padded with stop).
@@ -446,10 +454,11 @@ class UnifiedVoice(nn.Module):
 
         for step in range(max_generate_length):
             if use_kv_cache:
-                logits = self.next_mel_logits(step_input, cache)
+                latent = self.next_mel_latent(step_input, cache)
             else:
                 mel = self.embed_mel(torch.cat([start[running], codes[running]], dim=1), 0, use_kv_mel_offset)
-                logits = self.next_mel_logits(torch.cat([prompt[: running.numel()], mel], dim=1))
+                latent = self.next_mel_latent(torch.cat([prompt[: running.numel()], mel], dim=1))
+            logits = self.mel_head(latent)
             if step < min_new_tokens:
                 logits[:, self.stop_mel_token] = -float("inf")
             chosen = choose(logits, codes[running]).to(device)
@@ -457,6 +466,8 @@ class UnifiedVoice(nn.Module):
             new[running] = torch.where(finished[running], self.stop_mel_token, chosen)
             codes = torch.cat([codes, new[:, None]], dim=1)
             finished |= new == self.stop_mel_token
+            if on_step is not None:
+                on_step(new, latent)
             if bool(finished.all()) or step + 1 == max_generate_length:
                 break
             if retire_finished and bool(finished[running].any()):

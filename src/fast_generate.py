@@ -1,0 +1,203 @@
+"""Fast-mode generation for the app: every line is streamed from the core's FastStream, each chunk handed
+to the caller as soon as it exists, then saved like a standard run (clips, combined.wav, metadata with the
+mode). A stopped stream keeps the audio made so far as `partial.wav`, marked partial in its metadata.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from src.audio_ops import join_clips, non_final_outputs, postprocess_output
+from src.errors import InvalidInput
+from src.generate import (
+    GenerateRequest,
+    GenerateResult,
+    Generator,
+    _latents_progress,
+    _Run,
+    _split_notes,
+    check_request,
+)
+from src.prompting import prepare_prompts, resolve_seed
+from src.results import (
+    clip_filename,
+    combined_filename,
+    create_run,
+    delete_clips,
+    save_clip,
+    write_input_file,
+)
+from src.settings import save_generate_defaults
+from tortoise import FAST_UNUSED_OPTIONS, OUTPUT_SAMPLE_RATE, GenerationCancelled, StreamSettings
+
+log = logging.getLogger(__name__)
+
+FAST_MODE = "Fast"
+PARTIAL_FILE = "partial.wav"
+UNUSED_NOTE = (
+    "Fast mode used one sample per line and the HiFi-GAN decoder: Samples, Iterations, Pause Size and the "
+    "diffusion settings did not apply."
+)
+
+
+@dataclass(frozen=True)
+class FastUpdate:
+    """One step of a fast run: a chunk to play now, or (last) the saved result.
+
+    Attributes:
+        audio: (samples,) float32 mono chunk at `sample_rate`, or None.
+        line: 0-based line the chunk belongs to.
+        status: what is happening, for a progress label.
+        result: set on the last update only.
+    """
+
+    audio: np.ndarray | None = None
+    sample_rate: int = OUTPUT_SAMPLE_RATE
+    line: int = 0
+    status: str = ""
+    result: GenerateResult | None = None
+
+
+class FastGenerator:
+    """Runs Fast mode over the standard Generator's engine, voices and settings.
+
+    Attributes:
+        stream_settings: when chunks are made; the chunk sizes are capped at the line's code limit.
+    """
+
+    def __init__(self, generator: Generator, stream_settings: StreamSettings | None = None) -> None:
+        self.generator = generator
+        self.stream_settings = stream_settings or StreamSettings()
+
+    def generate(self, request: GenerateRequest, progress: Callable[[float, str], None] | None = None
+                 ) -> GenerateResult:
+        """The whole run without playback (the API and Generator.generate in Fast mode)."""
+        for update in self.stream(request):
+            if progress is not None and update.status:
+                progress(0.5, update.status)
+            if update.result is not None:
+                return update.result
+        raise AssertionError("a fast run always ends with a result")
+
+    def stream(self, request: GenerateRequest) -> Iterator[FastUpdate]:
+        """Yield each line's chunks as they are made, then one update with the saved result.
+
+        Raises:
+            InvalidInput: Candidates above 1 or a CVVP weight (fast mode has nothing to rank), [brackets]
+                or an emotion (they cannot be cut from a stream), bad values.
+            VoiceNotFound / VoiceUnusable / TortoiseError: as for standard generation.
+        """
+        g = self.generator
+        request = check_request(request)
+        if request.candidates > 1 or request.cvvp_weight > 0:
+            raise InvalidInput(
+                "Fast mode makes one clip per line and ranks nothing: set Candidates to 1 and CVVP Weight "
+                "to 0, or switch Mode to Standard."
+            )
+        prompts = prepare_prompts(request.text, request.delimiter, request.emotion, request.custom_emotion)
+        if any("[" in prompt for prompt in prompts.prompts):
+            raise InvalidInput(
+                "Fast mode plays the audio while it is made, so [bracketed] words and emotions cannot be cut "
+                "out of it. Set Emotion to None and remove the brackets, or switch Mode to Standard."
+            )
+        seed = resolve_seed(request.seed)
+        settings = g.settings()
+        notes = [*_split_notes(request, prompts.lines, prompts.auto_split), UNUSED_NOTE]
+        started = time.perf_counter()
+        with g.engine.job(half=request.half_precision) as tts:
+            for prompt in prompts.prompts:
+                tts.encode_text(prompt)  # a too-long line fails now, before any audio
+            yield FastUpdate(status="Preparing the voice")
+            with g.engine.latents_on_cpu(tts, settings.force_cpu_for_conditioning_latents):
+                voice = g.voices.conditioning(
+                    request.voice, tts, voice_chunks=request.voice_chunks, slim=settings.slim_latents,
+                    max_chunk_s=settings.latents_max_chunk_size, mic_audio=request.mic_audio, seed=seed,
+                    progress=_latents_progress(lambda fraction, text: None),
+                )
+            notes.extend(voice.notes)
+            g.engine.check_cancelled()
+            run = _Run(tts, create_run(g.paths, request.voice).run_dir, request, prompts, voice, seed,
+                       settings, started, lambda fraction, text: None, notes)
+            result = yield from self._lines(run)
+        save_generate_defaults(g.paths.generate_file, request.defaults())
+        log.info("Fast generation took %.3f s, saved to %s", result.time_s, run.run_dir)
+        yield FastUpdate(status="Done", result=result)
+
+    def _lines(self, run: _Run) -> Iterator[FastUpdate]:
+        """Stream and save every line; returns the GenerateResult (the generator's return value)."""
+        g, lines = self.generator, run.prompts.lines
+        options = {k: v for k, v in g.engine.default_options.items() if k not in FAST_UNUSED_OPTIONS}
+        options.update(temperature=run.request.temperature, top_p=run.request.top_p,
+                       length_penalty=run.request.length_penalty,
+                       repetition_penalty=run.request.repetition_penalty)
+        waves: list[torch.Tensor] = []
+        written: list[Path] = []
+        chunks: list[torch.Tensor] = []
+        try:
+            for index, prompt in enumerate(run.prompts.prompts):
+                line_start, chunks = time.perf_counter(), []
+                stream = run.tts.tts_stream(
+                    prompt, conditioning_latents=run.voice.latents, seed=run.seed,
+                    cancel=g.engine.is_cancelled, settings=self._settings(options), **options,
+                )
+                status = f"Line {index + 1}/{len(lines)}" if len(lines) > 1 else "Speaking"
+                for chunk in stream:
+                    chunks.append(chunk)
+                    yield FastUpdate(audio=chunk.numpy(), line=index, status=status)
+                run.notes.extend(stream.notes)
+                waves.append(torch.cat(chunks).reshape(1, -1))
+                name = clip_filename(index, 0, lines=len(lines), candidates=1)
+                written.append(run.save(name, waves[-1], lines[index], time.perf_counter() - line_start))
+        except GenerationCancelled:
+            return self._keep_partial(run, waves, chunks, written)
+        finals = list(written)
+        text = lines[0]
+        if len(lines) > 1:
+            text = run.request.text.strip()
+            joined = join_clips(waves, OUTPUT_SAMPLE_RATE)
+            finals = [run.save(combined_filename(0, candidates=1), joined, text, run.elapsed_s())]
+            written.extend(finals)
+        finals = g._voicefixer(run, finals, text, written)
+        prune = run.settings.delete_non_final_output
+        delete_clips(non_final_outputs(written, finals, delete_non_final=prune))
+        write_input_file(run.run_dir, run.metadata(run.request.text.strip(), run.elapsed_s()).to_dict(
+            include_latents=False))
+        return self._result(run, finals)
+
+    def _settings(self, options: dict) -> StreamSettings:
+        """The stream settings with chunk sizes capped at the most codes a line may have."""
+        limit = int(options.get("max_mel_tokens", 500))
+        s = self.stream_settings
+        return dataclasses.replace(s, first_chunk_codes=min(s.first_chunk_codes, limit),
+                                   chunk_codes=min(s.chunk_codes, limit))
+
+    def _keep_partial(self, run: _Run, waves: list[torch.Tensor], chunks: list[torch.Tensor],
+                      written: list[Path]) -> GenerateResult:
+        """Stop was pressed: save everything heard so far as partial.wav (marked partial) and report it."""
+        pieces = [*waves, *([torch.cat(chunks).reshape(1, -1)] if chunks else [])]
+        if not pieces:
+            run.notes.append("Stopped before any audio was made; nothing was saved.")
+            return self._result(run, written)
+        audio = torch.cat([p.reshape(-1) for p in pieces]).reshape(1, -1)
+        meta = dataclasses.replace(run.metadata(run.request.text.strip(), run.elapsed_s()), partial=True)
+        out, rate = postprocess_output(audio, OUTPUT_SAMPLE_RATE, run.settings.output_sample_rate,
+                                       run.settings.output_volume)
+        embed = run.settings.embed_output_metadata
+        path = save_clip(run.run_dir / PARTIAL_FILE, out, rate, meta, embed=embed)
+        run.notes.append(f"Stopped: the {audio.shape[-1] / OUTPUT_SAMPLE_RATE:.1f} s made so far are kept in "
+                         f"{PARTIAL_FILE}, marked partial.")
+        return self._result(run, [path])
+
+    def _result(self, run: _Run, files: list[Path]) -> GenerateResult:
+        return GenerateResult(run.run_dir, tuple(files), run.seed, run.elapsed_s(),
+                              tuple(dict.fromkeys(run.notes)), run.prompts.lines, run.voice.sample)
+
+
