@@ -193,6 +193,14 @@ def _output_column(c: dict[str, Any]) -> None:
 
 
 def _wire(ctx: AppContext, c: dict[str, Any]) -> None:
+    _wire_run(ctx, c)
+    _wire_voice(ctx, c)
+    _wire_controls(c)
+    fast_mode.wire(ctx, c, REQUEST_FIELDS, result_rows, result_notes)
+
+
+def _wire_run(ctx: AppContext, c: dict[str, Any]) -> None:
+    """Run (the `generate` API endpoint) and Stop."""
     inputs = [c[name] for name in REQUEST_FIELDS]
     outputs = [c["output"], c["candidate"], c["source_sample"], c["results"], c["notes"]]
 
@@ -236,6 +244,10 @@ def _wire(ctx: AppContext, c: dict[str, Any]) -> None:
 
     c["stop"].click(stop, queue=False, api_name="stop", api_visibility="undocumented")
 
+
+def _wire_voice(ctx: AppContext, c: dict[str, Any]) -> None:
+    """(Re)Compute Voice Latents, Refresh Voice List, and the chunk suggestion for a picked voice."""
+
     @ui_handler
     def compute_latents(
         voice: str,
@@ -266,6 +278,10 @@ def _wire(ctx: AppContext, c: dict[str, Any]) -> None:
         return ctx.voices.suggest_voice_chunks(voice)
 
     c["voice"].change(suggest_voice_chunks, inputs=c["voice"], outputs=c["voice_chunks"], **PRIVATE)
+
+
+def _wire_controls(c: dict[str, Any]) -> None:
+    """Controls that only change other controls: microphone, preset, emotion, candidate, reset."""
     c["mic_audio"].change(
         mic_selects_voice, inputs=[c["mic_audio"], c["voice"]], outputs=c["voice"], **PRIVATE
     )
@@ -280,7 +296,6 @@ def _wire(ctx: AppContext, c: dict[str, Any]) -> None:
     )
     c["candidate"].change(pick_candidate, inputs=c["candidate"], outputs=c["output"], **PRIVATE)
     c["reset"].click(reset_values, outputs=[c[name] for name in RESETTABLE], **PRIVATE)
-    fast_mode.wire(ctx, c, REQUEST_FIELDS, result_rows, result_notes)
 
 
 @ui_handler
