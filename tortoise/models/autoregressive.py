@@ -393,6 +393,31 @@ class UnifiedVoice(nn.Module):
         self.gpt(prompt, cache)
         return cache
 
+    def decode_memory_bytes(
+        self, prompt_length: int, max_generate_length: int, cuda_graphs: bool = False
+    ) -> tuple[int, int]:
+        """Estimated memory of a decode beyond the weights: (bytes per row, bytes shared by all rows).
+
+        Per row: the KV cache (2 x layers x dim x positions in the weights' dtype; the graph path
+        allocates every position the model allows), the sampler's vocabulary-wide temporaries (logits,
+        scores, sort values and indices, probabilities, noise, the seen mask), the codes and the step's
+        activations. Shared: the batch-1 prompt cache.
+        """
+        itemsize = self.mel_head.weight.element_size()
+        if cuda_graphs:
+            from tortoise.models.ar_graphs import capacity_of
+
+            positions = capacity_of(self)
+        else:
+            positions = prompt_length + 1 + max_generate_length
+        layers, dim, vocab = len(self.gpt.h), self.model_dim, self.number_mel_codes
+        kv = 2 * layers * dim * positions * itemsize
+        sampler = vocab * (6 * 4 + 8 + 1)
+        activations = 12 * dim * 4 + self.gpt.heads * positions * 4
+        per_row = kv + sampler + activations + 2 * max_generate_length * 8
+        shared = 2 * layers * dim * prompt_length * itemsize
+        return per_row, shared
+
     @torch.no_grad()
     def inference_codes(
         self,
