@@ -145,3 +145,74 @@ def test_precision_of_a_model_copy_is_independent(tiny_models, tokenizer_path, b
     tts = make_tts(tiny_models, tokenizer_path, [])
     tts.set_half(True)
     assert all(torch.equal(before[k], v) for k, v in shared.state_dict().items())
+
+
+# ---------------------------------------------------------------- diffusion and vocoder in half precision
+
+HALF_BOUND = 1e-2  # relative L2 error against fp32 (CPU fp16, tiny golden models: 1.7e-3 and 5.6e-4)
+
+
+def relative_error(got, want):
+    return float((got.float() - want).norm() / want.norm())
+
+
+@torch.no_grad()
+def test_fp16_diffusion_and_vocoder_stay_within_the_bound(golden):
+    from tortoise.models import load
+
+    g = golden("diffusion.pt")
+    diffusion = load("diffusion_decoder", g["state_dict"], **g["config"])
+    x, t = g["inputs.forward.x"], g["inputs.forward.timesteps"]
+    emb = g["outputs.timestep_independent"]
+    want = diffusion(x, t, precomputed_aligned_embeddings=emb)
+    got = copy.deepcopy(diffusion).half()(x, t, precomputed_aligned_embeddings=emb)
+    assert got.dtype == torch.float16 and relative_error(got, want) < HALF_BOUND
+
+    v = golden("vocoder.pt")
+    vocoder = load("vocoder", v["state_dict"], **v["config"])
+    mel = v["inputs.mel"]
+    seeded = torch.Generator().manual_seed(0)
+    noise = torch.randn(mel.shape[0], vocoder.noise_dim, mel.shape[-1] + 10, generator=seeded)
+    want = vocoder.inference(mel, noise=noise)
+    got = copy.deepcopy(vocoder).half().inference(mel.half(), noise=noise)
+    assert relative_error(got, want) < HALF_BOUND
+
+
+def test_a_pipeline_with_fp16_diffusion_and_vocoder_renders(tiny_models, tokenizer_path):
+    """The CUDA half layout (fp16 diffusion and vocoder weights) through tts(), here on the CPU."""
+    m = tiny_models
+    models = TTSModels(copy.deepcopy(m.autoregressive), copy.deepcopy(m.diffusion).half(), m.clvp,
+                       copy.deepcopy(m.vocoder).half(), rlg_auto=m.rlg_auto, rlg_diffuser=m.rlg_diffuser)
+    tts = TextToSpeech(models, VoiceBpeTokenizer(tokenizer_path), m.mel_norms, resolve_device("cpu"),
+                       aligner=object())
+    latents = tts.get_random_conditioning_latents(torch.Generator().manual_seed(0))
+    result = tts.tts("Half diffusion.", conditioning_latents=latents, seed=2, cond_free=True, **SMALL)
+    wav = result.waveforms[0]
+    assert wav.dtype == torch.float32 and torch.isfinite(wav).all() and wav.shape[1] > 0
+
+
+@pytest.mark.gpu
+@torch.no_grad()
+def test_full_size_fp16_diffusion_and_vocoder_stay_within_the_bound_on_cuda():
+    if not torch.cuda.is_available():
+        pytest.fail("the gpu tests need a CUDA device (deselect them with -m 'not gpu')")
+    from tortoise.models import build
+
+    torch.manual_seed(0)
+    diffusion = build("diffusion_decoder").cuda()
+    x = torch.randn(2, 100, 200, device="cuda")
+    t = torch.tensor([3999, 3999], device="cuda")
+    emb = diffusion.timestep_independent(torch.randn(1, 50, 1024, device="cuda"),
+                                         torch.randn(1, 2048, device="cuda"), 200)
+    unconditioned = torch.tensor([False, True], device="cuda")
+    want = diffusion(x, t, precomputed_aligned_embeddings=emb, conditioning_free=unconditioned)
+    half = copy.deepcopy(diffusion).half()
+    got = half(x, t, precomputed_aligned_embeddings=emb.half(), conditioning_free=unconditioned)
+    assert relative_error(got, want) < 2 * HALF_BOUND
+    vocoder = build("vocoder").cuda()
+    vocoder.prepare_for_inference()
+    mel = torch.randn(1, 100, 200, device="cuda") - 4
+    noise = torch.randn(1, vocoder.noise_dim, 210)
+    want = vocoder.inference(mel, noise=noise)
+    got = copy.deepcopy(vocoder).half().inference(mel.half(), noise=noise)
+    assert relative_error(got, want) < 2 * HALF_BOUND
