@@ -412,6 +412,9 @@ class TextToSpeech:
 
     def _check_decode_memory(self, ar, tokens, rows: int, max_mel_tokens: int) -> None:
         """Refuse a sample batch that cannot fit, before decoding (InvalidInputError with the estimate)."""
+        runner = getattr(ar, "_graph_runner", None)
+        if runner is not None and rows in runner.states:
+            return  # the buffers of this batch size exist already
         per_row, fixed = ar.decode_memory_bytes(tokens.shape[1] + 3, max_mel_tokens, ar.cuda_graphs)
         if self.plan.low_vram:  # the weights move to the device for the stage as well
             fixed += sum(p.numel() * p.element_size() for p in ar.parameters())

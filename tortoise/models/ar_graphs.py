@@ -44,8 +44,10 @@ class RowState:
 
 
 def capacity_of(model: Any) -> int:
-    """Cache positions the graph path allocates: the longest prompt plus the longest decode."""
-    return (model.max_text_tokens + 3) + (model.max_mel_tokens + 2)
+    """Cache positions the graph path allocates: the longest prompt plus the longest decode, rounded up
+    to whole windows (aligned attention masks suit the fused kernels)."""
+    positions = (model.max_text_tokens + 3) + (model.max_mel_tokens + 2)
+    return -(-positions // WINDOW) * WINDOW
 
 
 def _fingerprint(model: Any) -> tuple:
@@ -102,21 +104,21 @@ class GraphRunner:
         )
         if self.capture:
             started = time.perf_counter()
-            for window in self.windows():
-                state.graphs[window] = self._capture(state, window)
+            for i, window in enumerate(self.windows()):
+                state.graphs[window] = self._capture(state, window, warm_up_steps=2 if i == 0 else 1)
             self.capture_seconds += time.perf_counter() - started
             log.info("captured %d decode graphs for %d rows in %.2f s", len(state.graphs), rows,
                      time.perf_counter() - started)
         self.states[rows] = state
         return state
 
-    def _capture(self, state: RowState, window: int) -> Any:
+    def _capture(self, state: RowState, window: int, warm_up_steps: int = 1) -> Any:
         state.position.zero_()  # warm-up writes land at the start of the cache, before any prompt
         state.mel_position.zero_()
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):
-            for _ in range(2):
+            for _ in range(warm_up_steps):
                 _static_step(self.model, state, window)
         torch.cuda.current_stream().wait_stream(side)
         graph = torch.cuda.CUDAGraph()

@@ -186,6 +186,8 @@ def test_unloading_releases_the_graph_memory(tiny_models):
     with engine.job(half=True) as tts:
         tts.tts("Hello there.", conditioning_latents=latents, preset="ultra_fast", seed=1,
                 num_autoregressive_samples=2, max_mel_tokens=16, diffusion_iterations=2)
+        assert tts.models.autoregressive._graph_runner.states  # graphs were captured
+    del tts
     assert torch.cuda.memory_allocated() > baseline
     engine.unload()
     torch.cuda.synchronize()
