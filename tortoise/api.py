@@ -118,12 +118,12 @@ class TextToSpeech:
         self.model_hash = model_hash
         self.model_loaders = dict(model_loaders or {})
         self.backends = backends or Backends()
+        self._apply_precision()  # before moving: the device then receives the smaller weights
         for name in ("autoregressive", "diffusion", "clvp", "vocoder", "cvvp", "rlg_auto", "rlg_diffuser"):
             model = getattr(models, name)
             if model is not None:
                 model.eval().requires_grad_(False)
                 model.to(self.plan.vocoder_device if name == "vocoder" else self.plan.storage_device)
-        self._apply_precision()
 
     # ------------------------------------------------------------------ precision
 
@@ -151,7 +151,8 @@ class TextToSpeech:
         generation runs at full speed; returns the seconds it took. See tortoise.precision.warm_up."""
         from tortoise.precision import warm_up
 
-        return warm_up(self.models, self.plan, auto_sample_batch_size(self.plan, self.backends))
+        auto = auto_sample_batch_size(self.plan, self.backends)
+        return warm_up(self.models, self.plan, sorted({auto, min(4, auto)}, reverse=True))
 
     def release(self) -> None:
         """Drop captured graphs and their buffers (call before unloading; the engine does)."""
@@ -380,6 +381,7 @@ class TextToSpeech:
                 return_latent=True,
                 clip_inputs=False,
             ).float()
+            self.plan.synchronize()  # stage times on an asynchronous device
         timings["latent_pass"] = time.perf_counter() - t0
         _report(progress, "latent_pass", 1, 1)
 
@@ -495,6 +497,7 @@ class TextToSpeech:
                 batch_guidance=True,
             )
             mel = denormalize_tacotron_mel(mel)[:, :, :frames]
+            self.plan.synchronize()
         timings["diffusion"] += time.perf_counter() - t0
         t0 = time.perf_counter()
         with self.plan.on_device(vocoder, self.plan.vocoder_device), torch.inference_mode():

@@ -171,6 +171,11 @@ class DevicePlan:
                 model.to("cpu")
                 self.empty_cache()
 
+    def synchronize(self) -> None:
+        """Wait for the device's queued work (CUDA runs asynchronously), e.g. to time a stage."""
+        if self.kind == "cuda":
+            torch.cuda.synchronize(self.device)
+
     def empty_cache(self) -> None:
         if self.kind == "cuda":
             torch.cuda.empty_cache()

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from tortoise.device import DevicePlan
+from tortoise.sampling import CodeSampler
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +67,9 @@ def apply_precision(models: Any, plan: DevicePlan, loaders: dict[str, Callable[[
     models.autoregressive.cuda_graphs = plan.use_cuda_graphs
 
 
-def warm_up(models: Any, plan: DevicePlan, rows: int) -> float:
-    """Capture the AR decode graphs for `rows` rows and run the diffusion decoder and the vocoder once
+def warm_up(models: Any, plan: DevicePlan, rows: list[int]) -> float:
+    """Capture the AR decode graphs for each batch size in `rows` and run the diffusion decoder and the
+    vocoder once
     at a tiny size (kernel selection, library start-up), so the first generation runs at full speed.
 
     Returns the seconds it took (also logged). Failures are logged, never raised.
@@ -75,7 +77,8 @@ def warm_up(models: Any, plan: DevicePlan, rows: int) -> float:
     started = time.perf_counter()
     try:
         with torch.inference_mode():
-            _warm_ar(models.autoregressive, plan, rows)
+            for count in rows:
+                _warm_ar(models.autoregressive, plan, count)
             _warm_diffusion(models.diffusion, plan)
             vocoder = models.vocoder
             with plan.on_device(vocoder, plan.vocoder_device):
@@ -84,7 +87,7 @@ def warm_up(models: Any, plan: DevicePlan, rows: int) -> float:
     except Exception:  # boundary: warming up is an optimisation only
         log.warning("warm-up failed; the first generation will be slower", exc_info=True)
     seconds = time.perf_counter() - started
-    log.info("warm-up for %d decode rows took %.2f s", rows, seconds)
+    log.info("warm-up (decode graphs for %s rows) took %.2f s", rows, seconds)
     return seconds
 
 
@@ -92,7 +95,9 @@ def _warm_ar(ar: nn.Module, plan: DevicePlan, rows: int) -> None:
     with plan.on_device(ar):
         cond = torch.zeros(1, ar.model_dim, device=plan.device, dtype=dtype_of(ar))
         tokens = torch.tensor([[2, 0]], device=plan.device)
-        ar.inference_codes(cond, tokens, 2, num_return_sequences=rows, check_every=2)
+        sampler = CodeSampler(repetition_penalty=2.0, temperature=0.8, top_p=0.8, top_k=50,
+                              start_token=ar.start_mel_token)  # the sampling kernels warm up too
+        ar.inference_codes(cond, tokens, 2, num_return_sequences=rows, next_code=sampler, check_every=2)
 
 
 def _warm_diffusion(diffusion: nn.Module, plan: DevicePlan) -> None:

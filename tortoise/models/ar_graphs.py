@@ -134,6 +134,9 @@ class GraphRunner:
         else:
             graph.replay()
 
+    def __deepcopy__(self, memo: dict) -> None:
+        return None  # a copied model captures its own graphs (CUDA graphs cannot be copied)
+
     def release(self) -> None:
         for state in self.states.values():
             state.graphs.clear()
