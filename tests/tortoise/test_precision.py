@@ -4,6 +4,7 @@ on the CPU without a second copy and gets the exact fp32 weights back; and the d
 import copy
 import gc
 import logging
+import warnings
 
 import pytest
 import torch
@@ -29,8 +30,10 @@ def fresh_ar():
 
 
 def fp32_tensors_shaped(shape):
-    return [o for o in gc.get_objects() if isinstance(o, torch.Tensor) and o.dtype == torch.float32
-            and tuple(o.shape) == tuple(shape)]
+    with warnings.catch_warnings():  # isinstance() touches deprecated torch objects among all of them
+        warnings.simplefilter("ignore", FutureWarning)
+        return [o for o in gc.get_objects() if isinstance(o, torch.Tensor) and o.dtype == torch.float32
+                and tuple(o.shape) == tuple(shape)]
 
 
 @pytest.fixture()
