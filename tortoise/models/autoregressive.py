@@ -493,8 +493,9 @@ class UnifiedVoice(nn.Module):
     ) -> Iterator[DecodeChunk]:
         """The decode loop as a generator of DecodeChunks (see `tortoise.models.decoding.decode_codes`).
 
-        Runs under `torch.inference_mode()`. With `cuda_graphs` on and the KV cache in use, the steps are
-        the graph-captured ones of `tortoise.models.ar_graphs` (rows are then masked, never retired).
+        Steps run under `torch.inference_mode()`, never held across a yield. With `cuda_graphs` on and
+        the KV cache in use, the steps are the graph-captured ones of `tortoise.models.ar_graphs` (rows
+        are then masked, never retired).
         """
         if use_kv_mel_offset is None:
             use_kv_mel_offset = use_kv_cache
@@ -511,16 +512,16 @@ class UnifiedVoice(nn.Module):
                 steps = EagerSteps(
                     self, cond_latent, text_tokens, rows, max_generate_length, use_kv_cache, use_kv_mel_offset
                 )
-            yield from decode_codes(
-                self,
-                steps,
-                rows,
-                max_generate_length,
-                device=device,
-                next_code=next_code,
-                min_new_tokens=min_new_tokens,
-                retire_finished=retire_finished,
-                check_every=check_every,
-            )
+        yield from decode_codes(
+            self,
+            steps,
+            rows,
+            max_generate_length,
+            device=device,
+            next_code=next_code,
+            min_new_tokens=min_new_tokens,
+            retire_finished=retire_finished,
+            check_every=check_every,
+        )
 
 

@@ -156,17 +156,52 @@ def decode_codes(
     """
     stop = model.stop_mel_token
     check_every = max(1, int(check_every))
-    codes = torch.full((rows, max_length), stop, dtype=torch.long, device=device)
-    finished = torch.zeros(rows, dtype=torch.bool, device=device)
-    running: torch.Tensor | None = None  # None: every row
-    running_rows = list(range(rows))
-    last: torch.Tensor | None = None
-    for index in range(max_length):
+    with torch.inference_mode():  # entered per stretch of steps, never held across a yield
+        codes = torch.full((rows, max_length), stop, dtype=torch.long, device=device)
+        finished = torch.zeros(rows, dtype=torch.bool, device=device)
+    state = _LoopState(running_rows=list(range(rows)))
+    length = 0
+    while length < max_length:
+        with torch.inference_mode():
+            length = _run_steps(model, steps, state, codes, finished, length, max_length, check_every,
+                                next_code, min_new_tokens)
+            flags = finished.tolist()  # the loop's one host read per check
+        done = all(flags) or length == max_length
+        yield DecodeChunk(length, codes, flags, done, stop)
+        if done:
+            return
+        if retire_finished and steps.can_retire and any(flags[r] for r in state.running_rows):
+            with torch.inference_mode():
+                state.retire(flags, steps, device)
+
+
+@dataclass
+class _LoopState:
+    running_rows: list[int]  # rows still decoded, in the order of the logits
+    running: torch.Tensor | None = None  # the same on the device; None while every row runs
+    last: torch.Tensor | None = None  # the codes written at the previous step, running rows
+
+    def retire(self, flags: list[bool], steps: Steps, device: torch.device) -> None:
+        keep = [i for i, r in enumerate(self.running_rows) if not flags[r]]
+        self.running_rows = [self.running_rows[i] for i in keep]
+        positions = torch.tensor(keep, dtype=torch.long, device=device)
+        steps.keep_rows(positions)
+        self.last = self.last[positions]
+        self.running = torch.tensor(self.running_rows, dtype=torch.long, device=device)
+
+
+def _run_steps(model, steps, state, codes, finished, length, max_length, check_every, next_code,
+               min_new_tokens) -> int:
+    """Decode from column `length` up to the next check; returns the new length. No host reads."""
+    stop = model.stop_mel_token
+    rows = codes.shape[0]
+    for index in range(length, max_length):
+        running = state.running
         step = DecodeStep(index, rows, running, codes)
-        logits = steps.logits(index, last, step)
+        logits = steps.logits(index, state.last, step)
         if index < min_new_tokens:
             logits[:, stop] = -float("inf")
-        chosen = _choose(next_code, logits, step).to(device)
+        chosen = _choose(next_code, logits, step).to(codes.device)
         if running is None:
             last = torch.where(finished, stop, chosen)
             codes[:, index] = last
@@ -175,18 +210,7 @@ def decode_codes(
             last = torch.where(finished[running], stop, chosen)
             codes[running, index] = last
             finished[running] = finished[running] | (last == stop)
-        length = index + 1
-        if length % check_every and length != max_length:
-            continue
-        flags = finished.tolist()  # the loop's one host read per check
-        done = all(flags) or length == max_length
-        yield DecodeChunk(length, codes, flags, done, stop)
-        if done:
-            return
-        if retire_finished and steps.can_retire and any(flags[r] for r in running_rows):
-            keep = [i for i, r in enumerate(running_rows) if not flags[r]]
-            running_rows = [running_rows[i] for i in keep]
-            positions = torch.tensor(keep, dtype=torch.long, device=device)
-            steps.keep_rows(positions)
-            last = last[positions]
-            running = torch.tensor(running_rows, dtype=torch.long, device=device)
+        state.last = last
+        if (index + 1) % check_every == 0:
+            return index + 1
+    return max_length

@@ -186,3 +186,15 @@ def test_chunks_come_at_every_check_and_end_when_all_rows_finish(stopping_model,
 def test_zero_length_decode_returns_no_codes(model, gold):
     cond, text = inputs(gold)
     assert model.inference_codes(cond, text, 0, num_return_sequences=2).shape == (2, 0)
+
+
+def test_a_consumer_between_chunks_is_not_left_in_inference_mode(stopping_model, gold):
+    """Streaming code runs between chunks; the loop must not leave its inference mode switched on."""
+    cond, text = inputs(gold)
+    model = stopping_model
+    chunks = model.decode_codes(cond, text, 12, num_return_sequences=2, next_code=detour(model),
+                                min_new_tokens=12, check_every=2)
+    first = next(chunks)
+    assert not torch.is_inference_mode_enabled() and first.length == 2
+    rest = list(chunks)
+    assert rest[-1].done and not torch.is_inference_mode_enabled()
