@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import functools
 import os
 import platform
 import resource
@@ -291,14 +290,23 @@ def timed(fn: Callable[[], object]) -> float:
 
 @contextlib.contextmanager
 def forced_code_count(ar: UnifiedVoice, count: int) -> Iterator[None]:
-    """Every `inference_codes` call masks the stop code for its first `count` steps (see the docstring)."""
-    ar.inference_codes = functools.partial(ar.inference_codes, min_new_tokens=count)
+    """Every decode masks the stop code for its first `count` steps (see the docstring).
+
+    `decode_codes` is the loop both `inference_codes` and `sample_codes` go through.
+    """
+    original = ar.decode_codes
+
+    def forced(*args, **kwargs):
+        kwargs["min_new_tokens"] = max(kwargs.get("min_new_tokens", 0), count)
+        return original(*args, **kwargs)
+
+    ar.decode_codes = forced
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="A candidate never produced a stop token")
             yield
     finally:
-        del ar.inference_codes
+        del ar.decode_codes
 
 
 @contextlib.contextmanager

@@ -16,7 +16,7 @@ from typing import Any
 
 from src.paths import AppPaths
 from src.settings import AppSettings
-from tortoise import GenerationCancelled, cpu_supports_bf16
+from tortoise import GenerationCancelled
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +134,9 @@ class TTSEngine:
         if tts is None:
             return False
         plan = getattr(tts, "plan", None)
+        release = getattr(tts, "release", None)
+        if callable(release):
+            release()  # captured decode graphs hold device memory of their own
         del tts
         gc.collect()
         if plan is not None and hasattr(plan, "empty_cache"):
@@ -185,8 +188,10 @@ class TTSEngine:
         for an earlier job does not cancel this one.
 
         Args:
-            half: use half precision for this job (fp16 on CUDA, bf16 on CPUs that support it);
-                None keeps the device plan's setting.
+            half: use half precision (fp16 weights on CUDA, bf16 weights on CPUs that support it);
+                None keeps the current setting. A TextToSpeech converts its weights in place
+                (`set_half`) and keeps the setting for later jobs, since converting back costs a reload;
+                other engines' objects get a half-precision plan for this job only.
             on_wait: while another job runs, called about once a second with the queue position.
         """
         with self._queued(on_wait):
@@ -195,12 +200,15 @@ class TTSEngine:
             try:
                 tts = self.get()
                 original = getattr(tts, "plan", None)
-                if half is not None and original is not None:
+                persistent = half is not None and callable(getattr(tts, "set_half", None))
+                if persistent:
+                    tts.set_half(half)
+                elif half is not None and original is not None:
                     tts.plan = _plan_with_half(original, half)
                 try:
                     yield tts
                 finally:
-                    if original is not None:
+                    if original is not None and not persistent:
                         tts.plan = original
             finally:
                 self._busy.clear()
@@ -243,14 +251,8 @@ class TTSEngine:
 
 def _plan_with_half(plan: Any, half: bool) -> Any:
     """The plan with half precision on or off where the device supports it (not DirectML/MPS)."""
-    if not dataclasses.is_dataclass(plan):
-        return plan
-    kind = getattr(plan, "kind", "cpu")
-    if kind == "cuda":
-        return dataclasses.replace(plan, half=half)
-    if kind == "cpu":
-        return dataclasses.replace(plan, half=half and cpu_supports_bf16())
-    return plan
+    with_half = getattr(plan, "with_half", None)
+    return with_half(half) if callable(with_half) else plan
 
 
 def loader_from_settings(paths: AppPaths, settings: AppSettings) -> Loader:

@@ -6,6 +6,7 @@ cache, candidate batching with row retirement, progress/cancel hooks and per-sta
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import time
@@ -18,12 +19,13 @@ import torch
 from torch import nn
 
 from tortoise.audio import OUTPUT_SAMPLE_RATE
-from tortoise.device import DevicePlan, auto_sample_batch_size, resolve_device
+from tortoise.device import Backends, DevicePlan, auto_sample_batch_size, check_batch_fits, resolve_device
 from tortoise.diffusion import sample as diffusion_sample
 from tortoise.errors import InvalidInputError, TextTooLongError
 from tortoise.latents import DEFAULT_MAX_CHUNK_S, ConditioningLatents, compute_latents
 from tortoise.mel import denormalize_tacotron_mel, load_mel_norms
 from tortoise.options import GenerationOptions
+from tortoise.precision import dtype_of as _dtype_of
 from tortoise.ranking import score_candidates
 from tortoise.redaction import split_redacted
 from tortoise.sampling import calm_trim_length, fix_autoregressive_output, sample_codes
@@ -91,6 +93,9 @@ class TextToSpeech:
         rlg_loader: called once to load (rlg_auto, rlg_diffuser) for the random voice when they are None.
         hifi_loader: called once to load the fast mode's HiFi-GAN decoder when `models.hifidecoder` is None.
         model_name / model_hash: identify the AR checkpoint (latents caches and metadata are keyed on it).
+        model_loaders: name ("autoregressive", "diffusion", "vocoder") -> a function that loads it afresh
+            in fp32; used to get the exact fp32 weights back when half precision is switched off.
+        backends: hardware probes (free memory); tests pass fakes.
     """
 
     def __init__(
@@ -105,6 +110,8 @@ class TextToSpeech:
         model_name: str = "autoregressive",
         model_hash: str = "",
         hifi_loader: Callable[[], nn.Module] | None = None,
+        model_loaders: dict[str, Callable[[], nn.Module]] | None = None,
+        backends: Backends | None = None,
     ):
         self.models = models
         self.tokenizer = tokenizer
@@ -117,16 +124,50 @@ class TextToSpeech:
         self.model_hash = model_hash
         self.offline = False  # from_dir sets it: the lazily made aligner then never downloads
         self.hifi_loader = hifi_loader
+        self.model_loaders = dict(model_loaders or {})
+        self.backends = backends or Backends()
+        self._apply_precision()  # before moving: the device then receives the smaller weights
         for name in ("autoregressive", "diffusion", "clvp", "vocoder", "cvvp", "rlg_auto", "rlg_diffuser",
                      "hifidecoder"):
             model = getattr(models, name)
             if model is not None:
                 model.eval().requires_grad_(False)
                 model.to(self.plan.vocoder_device if name == "vocoder" else self.plan.storage_device)
-        if self.plan.kind == "cpu" and self.plan.half:
-            # bf16 weights decode ~2x faster than fp32 on CPUs with bf16 support and halve the AR's
-            # memory; bf16 autocast alone is only ~1.4x (benchmarks/bench_core.py measures both)
-            models.autoregressive.to(torch.bfloat16)
+
+    # ------------------------------------------------------------------ precision
+
+    def set_half(self, half: bool) -> None:
+        """Switch half precision on or off (the app's Half-Precision switch); see tortoise.precision.
+
+        Weights are converted in place (no second copy); switching back to fp32 reloads the exact fp32
+        weights through `model_loaders`. On CUDA the decode graphs are captured again right away.
+        """
+        plan = self.plan.with_half(half)
+        if plan == self.plan:
+            return
+        self.plan = plan
+        self._apply_precision()
+        if self.plan.kind == "cuda":
+            self.warm_up()
+
+    def _apply_precision(self) -> None:
+        from tortoise.precision import apply_precision
+
+        apply_precision(self.models, self.plan, self.model_loaders)
+
+    def warm_up(self) -> float:
+        """Run every stage once at a tiny size (and capture the decode graphs) so that the first
+        generation runs at full speed; returns the seconds it took. See tortoise.precision.warm_up."""
+        from tortoise.precision import warm_up
+
+        auto = auto_sample_batch_size(self.plan, self.backends)
+        return warm_up(self.models, self.plan, sorted({auto, min(4, auto)}, reverse=True))
+
+    def release(self) -> None:
+        """Drop captured graphs and their buffers (call before unloading; the engine does)."""
+        from tortoise.models.ar_graphs import release_graphs
+
+        release_graphs(self.models.autoregressive)
 
     # ------------------------------------------------------------------ construction from files
 
@@ -169,6 +210,11 @@ class TextToSpeech:
             clvp=load("clvp2", paths["clvp2.pth"]),
             vocoder=load("vocoder", paths["vocoder.pth"]),
         )
+        loaders = {
+            "autoregressive": lambda: load("autoregressive", paths["autoregressive.pth"]),
+            "diffusion": lambda: load("diffusion_decoder", paths["diffusion_decoder.pth"]),
+            "vocoder": lambda: load("vocoder", paths["vocoder.pth"]),
+        }
         ar_path = Path(paths["autoregressive.pth"])
         stat = ar_path.stat()
         # hashing 1.6 GB on every start is slow; size + mtime + name identify a checkpoint well enough
@@ -184,8 +230,11 @@ class TextToSpeech:
             model_name=ar_path.stem,
             model_hash=quick_hash,
             hifi_loader=lambda: load("hifidecoder", store.get("hifidecoder.pth")),
+            model_loaders=loaders,
         )
         tts.offline = bool(store.offline) if hasattr(store, "offline") else bool(offline)
+        if plan.kind == "cuda":
+            tts.warm_up()
         return tts
 
     # ------------------------------------------------------------------ conditioning
@@ -312,15 +361,16 @@ class TextToSpeech:
         device = self.plan.device
         cond_ar = latents.autoregressive.to(device, ar.dtype)
         tokens = text_tokens.to(device)
-        batch = options.sample_batch_size or auto_sample_batch_size(self.plan)
+        batch = options.sample_batch_size or auto_sample_batch_size(self.plan, self.backends)
         samples = options.num_autoregressive_samples
         if samples > batch and samples % batch:
             notes.append(
                 f"All {samples} samples were drawn: {samples // batch} batch(es) of {batch}, then one of "
                 f"{samples % batch} (official TorToiSe would have dropped those {samples % batch})."
             )
+        self._check_decode_memory(ar, tokens, min(batch, samples), max_mel_tokens)
         t0 = time.perf_counter()
-        with self.plan.on_device(ar), torch.inference_mode(), self.plan.autocast():
+        with self.plan.on_device(ar), torch.inference_mode(), self._autocast_for(ar):
             codes = sample_codes(
                 ar,
                 cond_ar,
@@ -335,6 +385,7 @@ class TextToSpeech:
                 use_kv_mel_offset=options.use_kv_mel_offset,
                 progress=_stage(progress, "autoregressive"),
                 cancel=cancel,
+                check_every=self.plan.decode_check_every,
             )
         timings["autoregressive"] = time.perf_counter() - t0
         fixed = fix_autoregressive_output(codes, ar.stop_mel_token)
@@ -355,7 +406,7 @@ class TextToSpeech:
             )
         trims = [calm_trim_length(row, options.breathing_room) for row in best_codes]
         t0 = time.perf_counter()
-        with self.plan.on_device(ar), torch.inference_mode(), self.plan.autocast():
+        with self.plan.on_device(ar), torch.inference_mode(), self._autocast_for(ar):
             # the GPT is causal: latents up to the longest trim equal those of the full official pass
             kept = best_codes[:, : max(trims)]
             k = kept.shape[0]
@@ -368,6 +419,7 @@ class TextToSpeech:
                 return_latent=True,
                 clip_inputs=False,
             ).float()
+            self.plan.synchronize()  # stage times on an asynchronous device
         timings["latent_pass"] = time.perf_counter() - t0
         _report(progress, "latent_pass", 1, 1)
 
@@ -412,6 +464,22 @@ class TextToSpeech:
         from tortoise.fast import open_stream
 
         return open_stream(self, text, **kwargs)
+
+    def _autocast_for(self, model: nn.Module) -> contextlib.AbstractContextManager:
+        """Autocast for an fp32 model in half precision; a model stored in half needs none."""
+        if _dtype_of(model) != torch.float32:
+            return contextlib.nullcontext()
+        return self.plan.autocast()
+
+    def _check_decode_memory(self, ar, tokens, rows: int, max_mel_tokens: int) -> None:
+        """Refuse a sample batch that cannot fit, before decoding (InvalidInputError with the estimate)."""
+        runner = getattr(ar, "_graph_runner", None)
+        if runner is not None and rows in runner.states:
+            return  # the buffers of this batch size exist already
+        per_row, fixed = ar.decode_memory_bytes(tokens.shape[1] + 3, max_mel_tokens, ar.cuda_graphs)
+        if self.plan.low_vram:  # the weights move to the device for the stage as well
+            fixed += sum(p.numel() * p.element_size() for p in ar.parameters())
+        check_batch_fits(self.plan, rows, per_row, fixed, self.backends)
 
     def _rank(self, fixed, tokens, latents, options, notes, device) -> torch.Tensor:
         k = min(options.k, fixed.shape[0])
@@ -469,7 +537,7 @@ class TextToSpeech:
             def model_fn(x, t, conditioning_free=False):
                 return diffusion(
                     x, t, precomputed_aligned_embeddings=embeddings, conditioning_free=conditioning_free
-                )
+                ).float()
 
             def on_step(done, total):
                 _report(progress, "diffusion", index * total + done, count * total)
@@ -485,12 +553,14 @@ class TextToSpeech:
                 device=device,
                 progress=on_step,
                 cancel=cancel,
+                batch_guidance=True,
             )
             mel = denormalize_tacotron_mel(mel)[:, :, :frames]
+            self.plan.synchronize()
         timings["diffusion"] += time.perf_counter() - t0
         t0 = time.perf_counter()
         with self.plan.on_device(vocoder, self.plan.vocoder_device), torch.inference_mode():
-            wav = vocoder.inference(mel.to(self.plan.vocoder_device))
+            wav = vocoder.inference(mel.to(self.plan.vocoder_device, _dtype_of(vocoder)))
         timings["vocoder"] += time.perf_counter() - t0
         _report(progress, "vocoder", index + 1, count)
         return wav.reshape(1, -1).float().cpu()

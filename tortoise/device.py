@@ -7,6 +7,7 @@ All backend branching (CUDA and ROCm, DirectML, MPS, CPU) lives here. Probing go
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gc
 import importlib
 import logging
@@ -35,7 +36,26 @@ class Backends:
         default=lambda: bool(getattr(torch.backends, "mps", None)) and torch.backends.mps.is_available()
     )
     directml_module: Callable[[], Any | None] = field(default=lambda: _import_optional("torch_directml"))
-    cuda_free_bytes: Callable[[int], int] = field(default=lambda i: torch.cuda.mem_get_info(i)[0])
+    cuda_free_bytes: Callable[[int], int] = field(default=lambda i: _cuda_free_bytes(i))
+    cpu_free_bytes: Callable[[], int | None] = field(default=lambda: _cpu_available_bytes())
+
+
+def _cuda_free_bytes(index: int) -> int:
+    """Free device memory plus what torch's caching allocator holds but does not use."""
+    free = torch.cuda.mem_get_info(index)[0]
+    return free + torch.cuda.memory_reserved(index) - torch.cuda.memory_allocated(index)
+
+
+def _cpu_available_bytes() -> int | None:
+    """MemAvailable of /proc/meminfo (Linux); None where it cannot be read."""
+    try:
+        with open("/proc/meminfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
 
 
 def _import_optional(name: str) -> Any | None:
@@ -91,6 +111,38 @@ class DevicePlan:
         return torch.device("cpu") if self.kind == "directml" else self.device
 
     @property
+    def weights_dtype(self) -> torch.dtype:
+        """The dtype the weights are stored in: fp16 on CUDA and bf16 on the CPU in half precision.
+
+        Stored, not autocast: autocast casts every weight on every step, which made half precision
+        slower than fp32 on GPUs.
+        """
+        if self.half and self.kind == "cuda":
+            return torch.float16
+        if self.half and self.kind == "cpu":
+            return torch.bfloat16
+        return torch.float32
+
+    @property
+    def use_cuda_graphs(self) -> bool:
+        """Capture the AR decode step in CUDA graphs (not in low-VRAM mode, where models move)."""
+        return self.kind == "cuda" and not self.low_vram
+
+    @property
+    def decode_check_every(self) -> int:
+        """AR decode steps between host reads: a GPU read stalls the queue; a CPU read is cheap and
+        lets finished rows retire sooner."""
+        return 16 if self.kind == "cuda" else 8
+
+    def with_half(self, half: bool) -> DevicePlan:
+        """This plan with half precision on or off where the device supports it (CUDA, bf16 CPUs)."""
+        if self.kind == "cuda":
+            return dataclasses.replace(self, half=half)
+        if self.kind == "cpu":
+            return dataclasses.replace(self, half=half and cpu_supports_bf16())
+        return self
+
+    @property
     def storage_device(self) -> Any:
         """Where idle models live: the CPU in low-VRAM mode, else the compute device."""
         return torch.device("cpu") if self.low_vram else self.device
@@ -119,6 +171,11 @@ class DevicePlan:
             if self.low_vram and target != torch.device("cpu"):
                 model.to("cpu")
                 self.empty_cache()
+
+    def synchronize(self) -> None:
+        """Wait for the device's queued work (CUDA runs asynchronously), e.g. to time a stage."""
+        if self.kind == "cuda":
+            torch.cuda.synchronize(self.device)
 
     def empty_cache(self) -> None:
         if self.kind == "cuda":
@@ -259,3 +316,43 @@ def torch_build_info() -> dict[str, Any]:
             free = total = 0
         gpus.append((torch.cuda.get_device_name(index), int(free), int(total)))
     return {"version": torch.__version__, "cuda": torch.version.cuda, "hip": torch.version.hip, "gpus": gpus}
+
+def free_memory_bytes(plan: DevicePlan, backends: Backends | None = None) -> int | None:
+    """Memory free for a stage on the plan's device (GPU memory, or the CPU's available RAM); None
+    when unknown (DirectML, MPS, or no /proc/meminfo)."""
+    b = backends or Backends()
+    if plan.kind == "cuda":
+        return b.cuda_free_bytes(plan.device.index or 0)
+    if plan.kind == "cpu":
+        return b.cpu_free_bytes()
+    return None
+
+
+def check_batch_fits(
+    plan: DevicePlan,
+    batch: int,
+    bytes_per_row: int,
+    fixed_bytes: int = 0,
+    backends: Backends | None = None,
+    what: str = "sample_batch_size",
+) -> None:
+    """Refuse a batch whose estimated memory exceeds what the device has free, before any work starts.
+
+    Raises:
+        InvalidInputError: naming the estimate, the free memory and the largest batch that fits.
+    """
+    free = free_memory_bytes(plan, backends)
+    need = fixed_bytes + batch * bytes_per_row
+    if free is None or need <= free:
+        return
+    fits = max(0, (free - fixed_bytes) // max(1, bytes_per_row))
+    where = "the GPU" if plan.kind == "cuda" else "this machine"
+    advice = f"Use {what} {fits} or less" if fits >= 1 else "Free some memory or use a smaller model"
+    raise InvalidInputError(
+        f"{what} {batch} needs about {_gib(need)} for decoding ({_gib(bytes_per_row)} per row), but "
+        f"{where} has {_gib(free)} free. {advice}, or set it to 0 to pick one from the free memory."
+    )
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:.2f} GiB"

@@ -11,6 +11,8 @@ Model-function contract (stable; the diffusion decoder adapts its network to it)
   the respaced index ``i`` (no rescaling), the same value for every batch row.
 * ``conditioning_free``: always passed by keyword. False asks for the conditioned prediction; True for the
   unconditioned one (only requested when guidance is on, right after the conditioned call, same x and t).
+  With ``batch_guidance=True`` the sampler instead makes one call per step on ``cat([x, x])`` with a
+  ``(2 * batch,)`` bool tensor here: True rows get the unconditioned prediction (DiffusionTts supports it).
 * ``out``: float tensor ``(batch, 2C, frames)``. Channels ``[:C]`` are the predicted noise epsilon and
   ``[C:]`` the learned-range variance values in [-1, 1] (-1 = posterior variance, +1 = beta). The
   variance half of the unconditioned output is ignored.
@@ -109,6 +111,8 @@ class SpacedDiffusion:
         trained_steps: steps of the trained linear schedule (4000).
         cond_free: run conditioning-free guidance (two model calls per step).
         cond_free_k: guidance strength k; the weight at respaced index i is k * (1 - i / num_steps).
+        batch_guidance: with guidance, run the conditioned and unconditioned predictions as one batch
+            (see the module docstring) instead of two model calls.
 
     Raises:
         InvalidInputError: `num_steps` out of range or `cond_free_k` not finite.
@@ -121,7 +125,10 @@ class SpacedDiffusion:
         trained_steps: int = TRAINED_DIFFUSION_STEPS,
         cond_free: bool = False,
         cond_free_k: float = DEFAULT_COND_FREE_K,
+        batch_guidance: bool = False,
     ):
+        self.batch_guidance = batch_guidance
+        self._device_tables: dict[tuple[int, str], torch.Tensor] = {}
         self.timestep_map = tuple(space_timesteps(trained_steps, num_steps))
         if not math.isfinite(cond_free_k):
             raise InvalidInputError(f"cond_free_k must be a finite number; got {cond_free_k!r}")
@@ -188,12 +195,7 @@ class SpacedDiffusion:
         Returns:
             The step's mean, variance, log variance and predicted x0, all shaped like `x`.
         """
-        t = self.model_timesteps(index, x.shape[0], x.device)
-        eps, var_values = self._split_output(model_fn(x, t, conditioning_free=False), x)
-        if self.cond_free:
-            eps_uncond, _ = self._split_output(model_fn(x, t, conditioning_free=True), x)
-            weight = self.guidance_weight(index)
-            eps = (1 + weight) * eps - weight * eps_uncond
+        eps, var_values = self.guided_eps(model_fn, x, index)
 
         # learned_range: the model's [-1, 1] value picks a log variance between the two analytic bounds.
         min_log = self._coef(self.posterior_log_variance_clipped, index, x)
@@ -210,6 +212,32 @@ class SpacedDiffusion:
             log_variance=log_variance,
             pred_xstart=pred_xstart,
         )
+
+    def guided_eps(
+        self, model_fn: ModelFn, x: torch.Tensor, index: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The guided epsilon and the conditioned variance values of one step.
+
+        Without guidance this is one call. With it, (1 + c) * eps_cond - c * eps_uncond, computed from
+        two calls, or from one call on a batch of both halves when `batch_guidance` is on.
+        """
+        t = self.model_timesteps(index, x.shape[0], x.device)
+        if self.cond_free and self.batch_guidance:
+            rows = x.shape[0]
+            unconditioned = torch.arange(2 * rows, device=x.device) >= rows
+            out = model_fn(torch.cat([x, x]), torch.cat([t, t]), conditioning_free=unconditioned)
+            expected = (2 * rows, 2 * x.shape[1], *x.shape[2:])
+            if tuple(out.shape) != expected:
+                raise ValueError(f"model_fn returned shape {tuple(out.shape)}; expected {expected}")
+            eps, var_values = self._split_output(out[:rows], x)
+            eps_uncond, _ = self._split_output(out[rows:], x)
+        else:
+            eps, var_values = self._split_output(model_fn(x, t, conditioning_free=False), x)
+            if not self.cond_free:
+                return eps, var_values
+            eps_uncond, _ = self._split_output(model_fn(x, t, conditioning_free=True), x)
+        weight = self.guidance_weight(index)
+        return (1 + weight) * eps - weight * eps_uncond, var_values
 
     def predict_xstart(self, x: torch.Tensor, index: int, eps: torch.Tensor) -> torch.Tensor:
         """x0 = sqrt(1 / abar) * x - sqrt(1 / abar - 1) * eps, with the float32-rounded table values."""
@@ -377,12 +405,20 @@ class SpacedDiffusion:
             raise ValueError(
                 f"model_fn returned shape {tuple(out.shape)}; expected {expected} (eps + variance)"
             )
-        return out[:, :channels], out[:, channels:]
+        # a half-precision model's output joins the float32 sampler arithmetic as float32
+        return out[:, :channels].float(), out[:, channels:].float()
 
-    @staticmethod
-    def _coef(table: np.ndarray, index: int, x: torch.Tensor) -> torch.Tensor:
-        # official `_extract_into_tensor`: the float64 value rounded to float32, on x's device
-        return torch.tensor(float(table[index]), dtype=torch.float32, device=x.device)
+    def _coef(self, table: np.ndarray, index: int, x: torch.Tensor) -> torch.Tensor:
+        """Official `_extract_into_tensor`: the float64 value rounded to float32, on x's device.
+
+        Each table is copied to the device once; a step then takes a 0-d view of it (no host work).
+        """
+        key = (id(table), str(x.device))
+        on_device = self._device_tables.get(key)
+        if on_device is None:
+            on_device = torch.from_numpy(table).to(torch.float32).to(x.device)
+            self._device_tables[key] = on_device
+        return on_device[index]
 
 
 def sample(
@@ -401,6 +437,7 @@ def sample(
     progress: ProgressFn | None = None,
     cancel: CancelFn | None = None,
     use_tqdm: bool = False,
+    batch_guidance: bool = False,
 ) -> torch.Tensor:
     """Sample a mel with the diffusion decoder's model function (the `diffusion_iterations` loop of `tts`).
 
@@ -420,6 +457,8 @@ def sample(
         progress: called as `progress(done_steps, total_steps)` after every step.
         cancel: polled before every step; returning True raises `GenerationCancelled`.
         use_tqdm: show a tqdm bar (UIs can track it).
+        batch_guidance: one model call per step on a batch of the conditioned and unconditioned inputs
+            (the model function must accept a bool tensor `conditioning_free`; DiffusionTts does).
 
     Returns:
         The denoised sample, shaped `shape` (normalised mel in [-1, 1] for TorToiSe).
@@ -428,7 +467,9 @@ def sample(
         InvalidInputError: unknown sampler, bad step count or noise of the wrong shape.
         GenerationCancelled: `cancel()` returned True.
     """
-    diffusion = SpacedDiffusion(steps, cond_free=cond_free, cond_free_k=cond_free_k)
+    diffusion = SpacedDiffusion(
+        steps, cond_free=cond_free, cond_free_k=cond_free_k, batch_guidance=batch_guidance
+    )
     return diffusion.sample(
         model_fn,
         shape,

@@ -225,6 +225,7 @@ class FastStream:
         with plan.on_device(decoder, plan.vocoder_device):
             stream = StreamDecoder(decoder, self._p.cond_ar.float(), s)
             next_at = s.first_chunk_codes
+            stop_code = self._tts.models.autoregressive.stop_mel_token
             while True:
                 item = items.get()
                 if isinstance(item, BaseException):
@@ -232,6 +233,8 @@ class FastStream:
                 if item is None:
                     break
                 code, latent = item
+                if self.codes and self.codes[-1] == stop_code:
+                    continue  # the loop checks for the end every few steps; steps after the stop are masked
                 self.codes.append(int(code))
                 stream.add(latent.float())
                 if len(self.codes) == next_at:

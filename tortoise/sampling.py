@@ -144,6 +144,89 @@ FIXED_TAIL = (45, 45, 248)  # codes the official fix stamps on the last three po
 PROMPT_FILLER_ID = 1  # HF generate saw the prompt as this id repeated; the repetition penalty hits it
 
 
+def apply_repetition_penalty_seen(logits: torch.Tensor, seen: torch.Tensor, penalty: float) -> torch.Tensor:
+    """`apply_repetition_penalty` over a (rows, vocab) bool mask of the ids seen so far.
+
+    The same arithmetic per entry, so the result is bit-identical to the gather/scatter form; the
+    mask keeps a static shape while decoding, which the gather over a growing history does not.
+    """
+    if not penalty > 0:
+        raise InvalidInputError(f"repetition_penalty must be positive, got {penalty}.")
+    penalised = torch.where(logits < 0, logits * penalty, logits / penalty)
+    return torch.where(seen, penalised, logits)
+
+
+def sample_with_noise(probs: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """One draw per row: argmax(probs / noise) with noise ~ Exp(1) of probs' shape.
+
+    This is how `torch.multinomial(probs, 1)` draws internally (the exponential race), so with the
+    noise taken from the same generator state it picks the same ids; unlike multinomial it never
+    reads a value back to the host (multinomial checks its input with a blocking `.item()`).
+    """
+    return (probs / noise).argmax(dim=-1)
+
+
+class CodeSampler:
+    """Chooses each next code like official TorToiSe sampling, entirely on the device.
+
+    Used as `next_code` of `UnifiedVoice.inference_codes` / `decode_codes`: the loop calls
+    `choose_step(logits, step)`. The repetition penalty sees what HF `generate` saw (the prompt
+    filler id, the start code and the codes so far), kept as a bool mask of seen ids per row. The
+    exponential noise is drawn for every row of the batch on every step, finished or retired rows
+    included, so the random-number order is the official one whatever rows are still decoded.
+
+    Args:
+        repetition_penalty / temperature / top_p / top_k: see `process_logits`.
+        start_token: the start-of-speech code (8192).
+        generator: None: torch's default generator of the logits' device (the official draw order).
+        cancel: polled every step; True raises GenerationCancelled.
+    """
+
+    def __init__(
+        self,
+        *,
+        repetition_penalty: float,
+        temperature: float,
+        top_p: float,
+        top_k: int,
+        start_token: int,
+        generator: torch.Generator | None = None,
+        cancel: Callable[[], bool] | None = None,
+    ):
+        self.repetition_penalty = repetition_penalty
+        self.temperature = temperature
+        self.top_p = top_p
+        self.top_k = top_k
+        self.start_token = start_token
+        self.generator = generator
+        self.cancel = cancel
+        self._seen: torch.Tensor | None = None
+
+    def choose_step(self, logits: torch.Tensor, step) -> torch.Tensor:
+        """Next code of each decoded row. `step` is a `tortoise.models.decoding.DecodeStep`."""
+        if self.cancel is not None and self.cancel():
+            raise GenerationCancelled("Generation was cancelled.")
+        rows, vocab = step.rows, logits.shape[-1]
+        if step.index == 0 or self._seen is None or self._seen.shape != (rows, vocab):
+            self._seen = torch.zeros(rows, vocab, dtype=torch.bool, device=logits.device)
+            self._seen[:, PROMPT_FILLER_ID] = True
+            self._seen[:, self.start_token] = True
+        seen = self._seen if step.running is None else self._seen[step.running]
+        scores = apply_repetition_penalty_seen(logits.float(), seen, self.repetition_penalty)
+        scores = apply_temperature(scores, self.temperature)
+        scores = apply_top_k(scores, self.top_k)
+        probs = torch.softmax(apply_top_p(scores, self.top_p), dim=-1)
+        noise = torch.empty(rows, vocab, device=logits.device).exponential_(1, generator=self.generator)
+        if step.running is not None:
+            noise = noise[step.running]
+        chosen = sample_with_noise(probs, noise)
+        if step.running is None:
+            self._seen.scatter_(1, chosen[:, None], True)
+        else:
+            self._seen[step.running, chosen] = True
+        return chosen
+
+
 def make_code_sampler(
     *,
     repetition_penalty: float,
@@ -153,32 +236,17 @@ def make_code_sampler(
     start_token: int,
     generator: torch.Generator | None = None,
     cancel: Callable[[], bool] | None = None,
-) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """A `next_code` function for `UnifiedVoice.inference_codes` that samples like official TorToiSe.
-
-    The repetition penalty sees what HF `generate` saw: the prompt filler id, the start code and the
-    codes so far. One `torch.multinomial` draw per step over all rows, from `generator` (None: torch's
-    default generator, the official draw order).
-    """
-
-    def next_code(logits: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
-        if cancel is not None and cancel():
-            raise GenerationCancelled("Generation was cancelled.")
-        rows = logits.shape[0]
-        prefix = torch.tensor([PROMPT_FILLER_ID, start_token], device=codes.device).expand(rows, 2)
-        history = torch.cat([prefix, codes], dim=1)
-        scores = process_logits(
-            logits.float(),
-            history,
-            repetition_penalty=repetition_penalty,
-            temperature=temperature,
-            top_p=top_p,
-            top_k=top_k,
-        )
-        probs = torch.softmax(scores, dim=-1)
-        return torch.multinomial(probs, 1, generator=generator).squeeze(1)
-
-    return next_code
+) -> CodeSampler:
+    """A `next_code` for `UnifiedVoice.inference_codes` that samples like official TorToiSe (CodeSampler)."""
+    return CodeSampler(
+        repetition_penalty=repetition_penalty,
+        temperature=temperature,
+        top_p=top_p,
+        top_k=top_k,
+        start_token=start_token,
+        generator=generator,
+        cancel=cancel,
+    )
 
 
 def sample_codes(
@@ -198,6 +266,7 @@ def sample_codes(
     generator: torch.Generator | None = None,
     progress: Callable[[int, int], None] | None = None,
     cancel: Callable[[], bool] | None = None,
+    check_every: int = 16,
 ) -> torch.Tensor:
     """Sample candidate code rows, batch by batch, as official `tts()` does.
 
@@ -210,9 +279,11 @@ def sample_codes(
         ar_model: UnifiedVoice.
         cond_latent: (1, dim) AR conditioning latent.
         text_tokens: (1, T) text ids ending in one stop 0.
-        retire_finished: drop finished rows from the cache (faster). False reproduces the official
-            random-number order exactly (finished rows keep being sampled).
+        retire_finished: drop finished rows from the cache at each host check (less work on the CPU).
+            The codes and the random-number order are the official ones either way: finished rows are
+            masked, and the sampler draws its noise for every row of the batch.
         progress: called as (done_batches, total_batches).
+        check_every: decode steps between host reads (see `tortoise.models.decoding`).
 
     Returns:
         (samples, max_mel_tokens) int64 codes, right-padded with the stop code.
@@ -233,7 +304,8 @@ def sample_codes(
     )
     out = []
     for b, size in enumerate(sizes):
-        codes = ar_model.inference_codes(
+        chunk = None
+        for chunk in ar_model.decode_codes(
             cond_latent,
             text_tokens,
             max_mel_tokens,
@@ -242,12 +314,10 @@ def sample_codes(
             use_kv_mel_offset=use_kv_mel_offset,
             next_code=next_code,
             retire_finished=retire_finished,
-        )
-        out.append(
-            torch.nn.functional.pad(
-                codes, (0, max_mel_tokens - codes.shape[1]), value=ar_model.stop_mel_token
-            )
-        )
+            check_every=check_every,
+        ):
+            pass
+        out.append(chunk.codes)  # already (size, max_mel_tokens), stop-padded
         if progress is not None:
             progress(b + 1, batches)
     return torch.cat(out, dim=0)

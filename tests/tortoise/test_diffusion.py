@@ -418,3 +418,14 @@ def test_dpm_solver_approaches_many_step_ddim(golden):
     assert errors["dpm++2m", 100] < 2e-3
     for steps in (10, 100):
         assert errors["dpm++2m", steps] <= errors["ddim", steps]
+
+
+def test_schedule_values_reach_the_device_once_not_every_step(monkeypatch):
+    """Each table is copied to the device once per sampling run; steps take views of it."""
+    made = []
+    original = torch.from_numpy
+    monkeypatch.setattr(torch, "from_numpy", lambda array: made.append(array.shape) or original(array))
+    for steps in (5, 40):
+        made.clear()
+        sample(analytic_model(), (1, 100, 40), steps=steps, sampler="p", noise=torch.randn(1, 100, 40))
+        assert 0 < len(made) <= len(TABLES)

@@ -3,13 +3,15 @@ heads; the training-style forward (losses, latents) and the incremental-decoding
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tortoise.models.decoding import DEFAULT_CHECK_EVERY, DecodeChunk, EagerSteps, decode_codes
 from tortoise.models.gpt2 import GPT2, KVCache
 from tortoise.models.layers import AttentionBlock
 
@@ -148,6 +150,8 @@ class UnifiedVoice(nn.Module):
         self.mel_head = nn.Linear(model_dim, number_mel_codes)
         for table in (self.text_embedding, self.mel_embedding):
             nn.init.normal_(table.weight, std=0.02)
+        # decode through captured CUDA graphs (tortoise.models.ar_graphs); the one switch of that path
+        self.cuda_graphs = False
 
     # ------------------------------------------------------------------ conditioning
 
@@ -394,6 +398,31 @@ class UnifiedVoice(nn.Module):
         self.gpt(prompt, cache)
         return cache
 
+    def decode_memory_bytes(
+        self, prompt_length: int, max_generate_length: int, cuda_graphs: bool = False
+    ) -> tuple[int, int]:
+        """Estimated memory of a decode beyond the weights: (bytes per row, bytes shared by all rows).
+
+        Per row: the KV cache (2 x layers x dim x positions in the weights' dtype; the graph path
+        allocates every position the model allows), the sampler's vocabulary-wide temporaries (logits,
+        scores, sort values and indices, probabilities, noise, the seen mask), the codes and the step's
+        activations. Shared: the batch-1 prompt cache.
+        """
+        itemsize = self.mel_head.weight.element_size()
+        if cuda_graphs:
+            from tortoise.models.ar_graphs import capacity_of
+
+            positions = capacity_of(self)
+        else:
+            positions = prompt_length + 1 + max_generate_length
+        layers, dim, vocab = len(self.gpt.h), self.model_dim, self.number_mel_codes
+        kv = 2 * layers * dim * positions * itemsize
+        sampler = vocab * (6 * 4 + 8 + 1)
+        activations = 12 * dim * 4 + self.gpt.heads * positions * 4
+        per_row = kv + sampler + activations + 2 * max_generate_length * 8
+        shared = 2 * layers * dim * prompt_length * itemsize
+        return per_row, shared
+
     @torch.no_grad()
     def inference_codes(
         self,
@@ -406,6 +435,7 @@ class UnifiedVoice(nn.Module):
         next_code: NextCodeFn | None = None,
         min_new_tokens: int = 0,
         retire_finished: bool = False,
+        check_every: int = DEFAULT_CHECK_EVERY,
         on_step: StepFn | None = None,
     ) -> torch.Tensor:
         """Decode codes for one prompt: greedy by default, or with a caller-supplied choice of next code.
@@ -422,63 +452,89 @@ class UnifiedVoice(nn.Module):
                 step re-runs the full sequence (the official kv_cache=False path).
             use_kv_mel_offset: mel position convention (see `mel_positions`); None picks the official one
                 for the mode: True with the cache, False without.
-            next_code: (logits (rows, vocab), codes so far (rows, n)) -> (rows,) int64; default argmax.
-                With `retire_finished` it only sees the running rows.
+            next_code: default argmax; a chooser with `choose_step(logits, DecodeStep)` (CodeSampler), or
+                (logits (rows, vocab), codes so far (rows, n)) -> (rows,) int64. With `retire_finished`
+                it only sees the running rows.
             min_new_tokens: the stop code's logit is -inf for the first this many steps (HF's
                 MinNewTokensLengthLogitsProcessor), applied before `next_code`.
-            retire_finished: drop finished rows from the cache and from later steps. Saves work, but
-                changes how many random numbers a sampling `next_code` draws per step, so seeded runs
-                then differ from the official ones.
+            retire_finished: every `check_every` steps, drop finished rows from the cache and from later
+                steps. Finished rows are masked to the stop code either way, so the codes do not change;
+                a `CodeSampler` draws its noise for every row, so seeded runs keep the official order.
+            check_every: steps between the loop's host reads (the "all finished" check).
             on_step: streaming hook, called after every step with that step's codes (rows,) and the
-                latents (running rows, dim) of the states that predicted them (what the fast mode decodes).
+                latents (rows, dim) of the states that predicted them (what the fast mode decodes).
+                Runs the eager steps (no graphs, no retiring).
 
         Returns:
             (num_return_sequences, n) int64 codes, n <= max_generate_length (finished rows padded with stop).
         """
+        chunk = None
+        for chunk in self.decode_codes(
+            cond_latent,
+            text_tokens,
+            max_generate_length,
+            num_return_sequences=num_return_sequences,
+            use_kv_cache=use_kv_cache,
+            use_kv_mel_offset=use_kv_mel_offset,
+            next_code=next_code,
+            min_new_tokens=min_new_tokens,
+            retire_finished=retire_finished,
+            check_every=check_every,
+            on_step=on_step,
+        ):
+            pass
+        if chunk is None:  # max_generate_length 0
+            return torch.full((num_return_sequences, 0), self.stop_mel_token, dtype=torch.long)
+        return chunk.trimmed()
+
+    def decode_codes(
+        self,
+        cond_latent: torch.Tensor,
+        text_tokens: torch.Tensor,
+        max_generate_length: int,
+        *,
+        num_return_sequences: int = 1,
+        use_kv_cache: bool = True,
+        use_kv_mel_offset: bool | None = None,
+        next_code: Any = None,
+        min_new_tokens: int = 0,
+        retire_finished: bool = False,
+        check_every: int = DEFAULT_CHECK_EVERY,
+        on_step: StepFn | None = None,
+    ) -> Iterator[DecodeChunk]:
+        """The decode loop as a generator of DecodeChunks (see `tortoise.models.decoding.decode_codes`).
+
+        Steps run under `torch.inference_mode()`, never held across a yield. With `cuda_graphs` on and
+        the KV cache in use, the steps are the graph-captured ones of `tortoise.models.ar_graphs` (rows
+        are then masked, never retired). `on_step` (streaming) needs each step's latents, so it runs the
+        eager steps.
+        """
         if use_kv_mel_offset is None:
             use_kv_mel_offset = use_kv_cache
-        choose = next_code if next_code is not None else _argmax
-        rows = num_return_sequences
-        device = cond_latent.device
-        codes = torch.full((rows, 0), self.stop_mel_token, dtype=torch.long, device=device)
-        finished = torch.zeros(rows, dtype=torch.bool, device=device)
-        running = torch.arange(rows, device=device)  # rows still decoded, in cache order
-        start = torch.full((rows, 1), self.start_mel_token, dtype=torch.long, device=device)
+        rows, device = num_return_sequences, cond_latent.device
+        with torch.inference_mode():
+            steps = None
+            if self.cuda_graphs and use_kv_cache and on_step is None:
+                from tortoise.models.ar_graphs import graph_steps
 
-        if use_kv_cache:
-            prompt_cache = self.prefill_prompt(cond_latent, text_tokens)
-            cache = prompt_cache.expand(rows, capacity=prompt_cache.length + 1 + max_generate_length)
-            step_input = self.embed_mel(start, 0, use_kv_mel_offset)
-        else:
-            prompt = self.embed_prompt(cond_latent, text_tokens).expand(rows, -1, -1)
-
-        for step in range(max_generate_length):
-            if use_kv_cache:
-                latent = self.next_mel_latent(step_input, cache)
-            else:
-                mel = self.embed_mel(torch.cat([start[running], codes[running]], dim=1), 0, use_kv_mel_offset)
-                latent = self.next_mel_latent(torch.cat([prompt[: running.numel()], mel], dim=1))
-            logits = self.mel_head(latent)
-            if step < min_new_tokens:
-                logits[:, self.stop_mel_token] = -float("inf")
-            chosen = choose(logits, codes[running]).to(device)
-            new = torch.full((rows,), self.stop_mel_token, dtype=torch.long, device=device)
-            new[running] = torch.where(finished[running], self.stop_mel_token, chosen)
-            codes = torch.cat([codes, new[:, None]], dim=1)
-            finished |= new == self.stop_mel_token
-            if on_step is not None:
-                on_step(new, latent)
-            if bool(finished.all()) or step + 1 == max_generate_length:
-                break
-            if retire_finished and bool(finished[running].any()):
-                keep = (~finished[running]).nonzero().squeeze(1)
-                running = running[keep]
-                if use_kv_cache:
-                    cache.keep_rows(keep)
-            if use_kv_cache:
-                step_input = self.embed_mel(codes[running, -1:], step + 1, use_kv_mel_offset)
-        return codes
+                steps = graph_steps(
+                    self, cond_latent, text_tokens, rows, max_generate_length, use_kv_mel_offset
+                )
+            if steps is None:
+                steps = EagerSteps(
+                    self, cond_latent, text_tokens, rows, max_generate_length, use_kv_cache, use_kv_mel_offset
+                )
+        yield from decode_codes(
+            self,
+            steps,
+            rows,
+            max_generate_length,
+            device=device,
+            next_code=next_code,
+            min_new_tokens=min_new_tokens,
+            retire_finished=retire_finished and on_step is None,
+            check_every=check_every,
+            on_step=on_step,
+        )
 
 
-def _argmax(logits: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
-    return logits.argmax(dim=-1)

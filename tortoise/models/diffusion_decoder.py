@@ -249,7 +249,7 @@ class DiffusionTts(nn.Module):
         aligned_conditioning: torch.Tensor | None = None,
         conditioning_latent: torch.Tensor | None = None,
         precomputed_aligned_embeddings: torch.Tensor | None = None,
-        conditioning_free: bool = False,
+        conditioning_free: bool | torch.Tensor = False,
         return_code_pred: bool = False,
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Predict epsilon and the variance values for noisy mels at the given timesteps.
@@ -264,7 +264,10 @@ class DiffusionTts(nn.Module):
             aligned_conditioning: AR latents (batch, L, in_latent_channels) or code tokens (batch, L).
             conditioning_latent: (batch, 2 * model_channels) from `get_conditioning`.
             precomputed_aligned_embeddings: (batch, model_channels, T) from `timestep_independent`.
-            conditioning_free: ignore all conditioning (for classifier-free guidance).
+            conditioning_free: ignore all conditioning (for classifier-free guidance). A (batch,) bool
+                tensor chooses per row: True rows are unconditioned, the others use
+                `precomputed_aligned_embeddings` (batch 1, broadcast, or one per row), so guidance
+                runs both predictions as one batch.
             return_code_pred: also return the auxiliary mel prediction (direct conditioned path only).
 
         Returns:
@@ -275,17 +278,23 @@ class DiffusionTts(nn.Module):
             ValueError: no usable conditioning was given, or return_code_pred without the direct path.
         """
         has_direct = aligned_conditioning is not None and conditioning_latent is not None
-        if not conditioning_free and precomputed_aligned_embeddings is None and not has_direct:
+        per_row = isinstance(conditioning_free, torch.Tensor)
+        if per_row and precomputed_aligned_embeddings is None:
+            raise ValueError("a per-row conditioning_free needs precomputed_aligned_embeddings")
+        unconditioned_only = not per_row and bool(conditioning_free)
+        if not unconditioned_only and precomputed_aligned_embeddings is None and not has_direct:
             raise ValueError(
                 "DiffusionTts needs precomputed_aligned_embeddings, or aligned_conditioning together with "
                 "conditioning_latent, unless conditioning_free=True."
             )
-        if return_code_pred and (conditioning_free or precomputed_aligned_embeddings is not None):
+        if return_code_pred and (per_row or unconditioned_only or precomputed_aligned_embeddings is not None):
             raise ValueError("return_code_pred needs the direct aligned_conditioning path.")
 
         x = x.to(self.dtype)
         mel_pred = None
-        if conditioning_free:
+        if per_row:
+            code_emb = self._mixed_conditioning(conditioning_free, precomputed_aligned_embeddings, x)
+        elif conditioning_free:
             # broadcast view, never materialised: the first ResBlock's GroupNorm makes a new tensor
             code_emb = self.unconditioned_embedding.expand(x.shape[0], -1, x.shape[-1])
         elif precomputed_aligned_embeddings is not None:
@@ -309,6 +318,16 @@ class DiffusionTts(nn.Module):
                 h = layer(h, time_emb)
         out = self.out(h.to(self.dtype))
         return (out, mel_pred) if return_code_pred else out
+
+    def _mixed_conditioning(
+        self, unconditioned: torch.Tensor, embeddings: torch.Tensor, x: torch.Tensor
+    ) -> torch.Tensor:
+        """(batch, C, T) aligned embeddings: the unconditioned embedding where `unconditioned` is True,
+        the precomputed embeddings (in order) in the other rows."""
+        batch, frames = x.shape[0], x.shape[-1]
+        uncond = self.unconditioned_embedding.to(self.dtype).expand(batch, -1, frames)
+        embeddings = embeddings.to(self.dtype).expand(batch, -1, -1)
+        return torch.where(unconditioned[:, None, None], uncond, embeddings)
 
     def _is_dropped(self, index: int) -> bool:
         """Training-time layer drop; the first and last main layers always run."""

@@ -138,7 +138,11 @@ class GPT2Attention(nn.Module):
         self.c_proj = Conv1D(dim, dim)
 
     def forward(
-        self, x: torch.Tensor, kv: tuple[torch.Tensor, torch.Tensor] | None = None, start: int = 0
+        self,
+        x: torch.Tensor,
+        kv: tuple[torch.Tensor, torch.Tensor] | None = None,
+        start: int = 0,
+        static: tuple[torch.Tensor, int] | None = None,
     ) -> torch.Tensor:
         """Attend causally over the sequence, or over cached positions plus the new ones.
 
@@ -147,6 +151,10 @@ class GPT2Attention(nn.Module):
             kv: optional (keys, values) cache views (batch, heads, capacity, head_dim); the new keys and
                 values are written at [start, start + T) and the query attends to [0, start + T).
             start: absolute position of x[:, 0] (only used with `kv`).
+            static: (position, window) for one new position (T = 1) given as a device tensor, so that
+                the step has the same kernels whatever the position (CUDA graphs): the keys and values
+                are written at `position` (a (1,) int64 tensor) and the query attends to the first
+                `window` cache positions, those after `position` masked out.
 
         Returns:
             (batch, T, dim).
@@ -155,7 +163,15 @@ class GPT2Attention(nn.Module):
         q, k, v = self.c_attn(x).split(c, dim=2)
         q, k, v = (y.view(b, t, self.heads, c // self.heads).transpose(1, 2) for y in (q, k, v))
         mask, causal = None, True
-        if kv is not None:
+        if static is not None:
+            position, window = static
+            kv[0].index_copy_(2, position, k.to(kv[0].dtype))
+            kv[1].index_copy_(2, position, v.to(kv[1].dtype))
+            k = kv[0][:, :, :window].to(q.dtype)
+            v = kv[1][:, :, :window].to(q.dtype)
+            mask = (torch.arange(window, device=x.device) <= position)[None, None, None, :]
+            causal = False
+        elif kv is not None:
             end = start + t
             kv[0][:, :, start:end] = k
             kv[1][:, :, start:end] = v
@@ -198,9 +214,13 @@ class GPT2Block(nn.Module):
         self.mlp = GPT2MLP(dim, 4 * dim)
 
     def forward(
-        self, x: torch.Tensor, kv: tuple[torch.Tensor, torch.Tensor] | None = None, start: int = 0
+        self,
+        x: torch.Tensor,
+        kv: tuple[torch.Tensor, torch.Tensor] | None = None,
+        start: int = 0,
+        static: tuple[torch.Tensor, int] | None = None,
     ) -> torch.Tensor:
-        x = x + self.attn(self.ln_1(x), kv, start)
+        x = x + self.attn(self.ln_1(x), kv, start, static)
         return x + self.mlp(self.ln_2(x))
 
 
@@ -278,4 +298,23 @@ class GPT2(nn.Module):
             x = block(x, None if cache is None else cache.layer(i), start)
         if cache is not None:
             cache.length = start + x.shape[1]
+        return self.ln_f(x)
+
+    def static_step(
+        self, inputs_embeds: torch.Tensor, cache: KVCache, position: torch.Tensor, window: int
+    ) -> torch.Tensor:
+        """One new position per row at a device-side `position`, attending to the first `window` cache
+        positions (see GPT2Attention). Neither reads the host nor changes `cache.length`, so the same
+        call can be captured once in a CUDA graph and replayed at every position below `window`.
+
+        Args:
+            inputs_embeds: (batch, 1, dim).
+            position: (1,) int64 write position, < window <= cache.capacity.
+
+        Returns:
+            (batch, 1, dim) hidden states after ln_f.
+        """
+        x = inputs_embeds
+        for i, block in enumerate(self.h):
+            x = block(x, cache.layer(i), 0, (position, window))
         return self.ln_f(x)
