@@ -350,43 +350,14 @@ class TextToSpeech:
             notes.append(f"max_mel_tokens lowered to {max_mel_tokens}, the most this model can generate.")
 
         t0 = time.perf_counter()
-        if conditioning_latents is None:
-            if voice_samples:
-                conditioning_latents = self.get_conditioning_latents(voice_samples, progress=progress)
-            else:
-                conditioning_latents = self.get_random_conditioning_latents()
-        latents = conditioning_latents
+        latents = self._resolve_latents(voice_samples, conditioning_latents, progress)
         timings["latents"] = time.perf_counter() - t0
 
         device = self.plan.device
         cond_ar = latents.autoregressive.to(device, ar.dtype)
         tokens = text_tokens.to(device)
-        batch = options.sample_batch_size or auto_sample_batch_size(self.plan, self.backends)
-        samples = options.num_autoregressive_samples
-        if samples > batch and samples % batch:
-            notes.append(
-                f"All {samples} samples were drawn: {samples // batch} batch(es) of {batch}, then one of "
-                f"{samples % batch} (official TorToiSe would have dropped those {samples % batch})."
-            )
-        self._check_decode_memory(ar, tokens, min(batch, samples), max_mel_tokens)
         t0 = time.perf_counter()
-        with self.plan.on_device(ar), torch.inference_mode(), self._autocast_for(ar):
-            codes = sample_codes(
-                ar,
-                cond_ar,
-                tokens,
-                num_samples=options.num_autoregressive_samples,
-                batch_size=batch,
-                max_mel_tokens=max_mel_tokens,
-                repetition_penalty=options.repetition_penalty,
-                temperature=options.temperature,
-                top_p=options.top_p,
-                top_k=options.top_k,
-                use_kv_mel_offset=options.use_kv_mel_offset,
-                progress=_stage(progress, "autoregressive"),
-                cancel=cancel,
-                check_every=self.plan.decode_check_every,
-            )
+        codes = self._sample(cond_ar, tokens, options, max_mel_tokens, notes, progress, cancel)
         timings["autoregressive"] = time.perf_counter() - t0
         fixed = fix_autoregressive_output(codes, ar.stop_mel_token)
 
@@ -397,29 +368,10 @@ class TextToSpeech:
 
         best_codes = fixed[best]
         truncated = [not bool((codes[i] == ar.stop_mel_token).any()) for i in best.tolist()]
-        if any(truncated):
-            cut = ", ".join(str(n + 1) for n, flag in enumerate(truncated) if flag)
-            seconds = max_mel_tokens * AR_SAMPLES_PER_CODE / 22050
-            notes.append(
-                f"Candidate {cut} never emitted a stop code, so its speech was cut off at the maximum "
-                f"length ({max_mel_tokens} codes, about {seconds:.0f} s). Use a shorter line."
-            )
+        notes += _truncation_notes(truncated, max_mel_tokens)
         trims = [calm_trim_length(row, options.breathing_room) for row in best_codes]
         t0 = time.perf_counter()
-        with self.plan.on_device(ar), torch.inference_mode(), self._autocast_for(ar):
-            # the GPT is causal: latents up to the longest trim equal those of the full official pass
-            kept = best_codes[:, : max(trims)]
-            k = kept.shape[0]
-            best_latents = ar(
-                cond_ar.expand(k, -1),
-                tokens.expand(k, -1),
-                torch.full((k,), tokens.shape[1], device=device),
-                kept,
-                torch.full((k,), kept.shape[1] * AR_SAMPLES_PER_CODE, device=device),
-                return_latent=True,
-                clip_inputs=False,
-            ).float()
-            self.plan.synchronize()  # stage times on an asynchronous device
+        best_latents = self._latent_pass(cond_ar, tokens, best_codes[:, : max(trims)])
         timings["latent_pass"] = time.perf_counter() - t0
         _report(progress, "latent_pass", 1, 1)
 
@@ -444,6 +396,68 @@ class TextToSpeech:
             codes=best_codes.cpu(),
             truncated=truncated,
         )
+
+    def _resolve_latents(
+        self,
+        voice_samples: Sequence[torch.Tensor] | None,
+        conditioning_latents: ConditioningLatents | None,
+        progress: ProgressFn | None,
+    ) -> ConditioningLatents:
+        """The given latents, else latents of the clips, else a random voice."""
+        if conditioning_latents is not None:
+            return conditioning_latents
+        if voice_samples:
+            return self.get_conditioning_latents(voice_samples, progress=progress)
+        return self.get_random_conditioning_latents()
+
+    def _sample(self, cond_ar, tokens, options, max_mel_tokens, notes, progress, cancel) -> torch.Tensor:
+        """Every candidate row of AR codes, batch by batch, after the memory check (the AR stage)."""
+        ar = self.models.autoregressive
+        batch = options.sample_batch_size or auto_sample_batch_size(self.plan, self.backends)
+        samples = options.num_autoregressive_samples
+        if samples > batch and samples % batch:
+            notes.append(
+                f"All {samples} samples were drawn: {samples // batch} batch(es) of {batch}, then one of "
+                f"{samples % batch} (official TorToiSe would have dropped those {samples % batch})."
+            )
+        self._check_decode_memory(ar, tokens, min(batch, samples), max_mel_tokens)
+        with self.plan.on_device(ar), torch.inference_mode(), self._autocast_for(ar):
+            return sample_codes(
+                ar,
+                cond_ar,
+                tokens,
+                num_samples=samples,
+                batch_size=batch,
+                max_mel_tokens=max_mel_tokens,
+                repetition_penalty=options.repetition_penalty,
+                temperature=options.temperature,
+                top_p=options.top_p,
+                top_k=options.top_k,
+                use_kv_mel_offset=options.use_kv_mel_offset,
+                progress=_stage(progress, "autoregressive"),
+                cancel=cancel,
+                check_every=self.plan.decode_check_every,
+            )
+
+    def _latent_pass(self, cond_ar, tokens, kept: torch.Tensor) -> torch.Tensor:
+        """GPT latents (k, frames, dim) of the kept codes (k, frames), float32.
+
+        The GPT is causal: latents up to the longest calm trim equal those of the official full pass.
+        """
+        ar, device = self.models.autoregressive, self.plan.device
+        k = kept.shape[0]
+        with self.plan.on_device(ar), torch.inference_mode(), self._autocast_for(ar):
+            latents = ar(
+                cond_ar.expand(k, -1),
+                tokens.expand(k, -1),
+                torch.full((k,), tokens.shape[1], device=device),
+                kept,
+                torch.full((k,), kept.shape[1] * AR_SAMPLES_PER_CODE, device=device),
+                return_latent=True,
+                clip_inputs=False,
+            ).float()
+            self.plan.synchronize()  # stage times on an asynchronous device
+        return latents
 
     def tts_fast(self, text: str, **kwargs: Any) -> TTSResult:
         """Fast mode: one AR sample decoded by the HiFi-GAN decoder (no ranking, no diffusion).
@@ -594,6 +608,18 @@ class TextToSpeech:
         if load is not None:
             load()
         return self.aligner
+
+
+def _truncation_notes(truncated: list[bool], max_mel_tokens: int) -> list[str]:
+    """A note naming the kept candidates that never emitted a stop code (speech cut off at the limit)."""
+    if not any(truncated):
+        return []
+    cut = ", ".join(str(n + 1) for n, flag in enumerate(truncated) if flag)
+    seconds = max_mel_tokens * AR_SAMPLES_PER_CODE / 22050
+    return [
+        f"Candidate {cut} never emitted a stop code, so its speech was cut off at the maximum "
+        f"length ({max_mel_tokens} codes, about {seconds:.0f} s). Use a shorter line."
+    ]
 
 
 def check_brackets(text: str) -> None:
