@@ -5,6 +5,7 @@ Runs alone or as one process of a torchrun group (rank 0 alone writes files).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import time
@@ -19,10 +20,12 @@ from torch.utils.data import DataLoader
 from tortoise import models as registry
 from tortoise.download import ModelStore, sha256_of
 from tortoise.dvae_codes import DLAS_PADDED_SAMPLES, encode_clips
+from tortoise.errors import GenerationCancelled
 from tortoise.mel import load_mel_norms
 from tortoise.tokenizer import VoiceBpeTokenizer
 from tortoise.training import checkpoint as ckpt
 from tortoise.training.config import TrainerConfig, resolved_model_config
+from tortoise.training.control import SAMPLING, SAVING, StopControl
 from tortoise.training.data import (
     MAX_TEXT_TOKENS,
     Clip,
@@ -73,10 +76,11 @@ class Trainer:
     Args:
         config: the run's settings (`load_config` reads them from train.yaml).
         device: "auto" (CUDA when available, the process's local GPU under torchrun), "cpu", "cuda", ...
-        sample_fn: called after each save with (gpt path, wav path, step); None uses `CheckpointSampler`
-            when `config.sample_enabled`.
+        sample_fn: called after each save with (model, wav path, step, cancel); None uses
+            `CheckpointSampler` when `config.sample_enabled`.
         on_record: receives every metrics record (for in-process callers such as a UI).
-        should_stop: polled every step; True saves a checkpoint and ends the run.
+        should_stop: polled every step (and during a sample); True saves a checkpoint and ends the run.
+            A `StopControl` is also told the phase (saving, sampling), so a stop can abandon a save.
 
     Raises (from `run`):
         TrainingError: bad config, dataset, source model, resume state, disk full, or too many
@@ -142,8 +146,6 @@ class Trainer:
         if state is not None:
             self._restore(state)
         self.last_saved_step = self.step
-        if self.sample_fn is None and c.sample_enabled and self.dist.is_main:
-            self.sample_fn = self._default_sampler()
         spe = self.sampler.batches_per_epoch
         log.info("Start training from epoch: %d, iter: %d", self.epoch, self.step)
         log.info("%d clips, %d steps per epoch, %d steps in total, %s on %s x%d, optimiser %s.",
@@ -152,6 +154,10 @@ class Trainer:
         self._record("start", step=self.step, steps=c.iterations, epoch=self.epoch, steps_per_epoch=spe,
                      batch_size=c.batch_size, world_size=self.dist.world_size,
                      resumed_from=str(c.resume_state) if state else None)
+        if self.sample_fn is None and c.sample_enabled and self.dist.is_main:
+            self.sample_fn = self._default_sampler()
+        elif self.sample_fn is None and self.dist.is_main:
+            self._samples_off("checkpoint samples are turned off in the configuration")
 
     def _loop(self) -> bool:
         """Epochs of steps until `iterations`; returns True when `should_stop` ended it early."""
@@ -288,12 +294,31 @@ class Trainer:
         return codes
 
     def _default_sampler(self) -> SampleFn | None:
-        if self.config.models_dir is None:
-            log.warning("Checkpoint samples are off: no models folder is set.")
+        c = self.config
+        if c.models_dir is None:
+            self._samples_off("no models folder is set")
             return None
         device = "cpu" if self.dist.device.type == "cpu" else str(self.dist.device)
-        return CheckpointSampler(self.config.models_dir, self.voice_clips, self.config.sample_text,
-                                 self.config.sample_preset, device, self.config.model_kwargs)
+        sampler = CheckpointSampler(c.models_dir, self.voice_clips, c.sample_text, c.sample_preset, device,
+                                    c.sample_model_configs, c.sample_overrides)
+        try:
+            sampler.check(self.model)
+        except (TrainingError, OSError, RuntimeError) as e:  # unreadable decoder files land here too
+            self._samples_off(str(e))
+            return None
+        return sampler
+
+    def _samples_off(self, reason: str) -> None:
+        log.warning("Checkpoint samples are off for this run: %s", reason)
+        self._record("samples_off", step=self.step, reason=reason)
+
+    def _phase(self, phase: str) -> contextlib.AbstractContextManager:
+        if isinstance(self.should_stop, StopControl):
+            return self.should_stop.during(phase)
+        return contextlib.nullcontext()
+
+    def _stop_requested(self) -> bool:
+        return self.should_stop is not None and bool(self.should_stop())
 
     # ------------------------------------------------------------------ state
 
@@ -338,26 +363,36 @@ class Trainer:
         if not self.dist.is_main:
             return
         log.info("Saving models and training states.")
-        gpt = ckpt.save_checkpoint(self.layout, self.step, self.model, self._state())
+        with self._phase(SAVING):
+            gpt = ckpt.save_checkpoint(self.layout, self.step, self.model, self._state())
         self.last_checkpoint = gpt
-        sample = self._sample(gpt)
         pruned = ckpt.prune_checkpoints(self.layout, self.config.keep_states)
         self._record("checkpoint", step=self.step, epoch=self.epoch, gpt=gpt,
-                     state=self.layout.state_path(self.step), sample=sample, pruned=pruned)
+                     state=self.layout.state_path(self.step), pruned=pruned)
+        if not self._stop_requested():  # a stopping run ends now; its sample would only delay that
+            self._sample()
 
-    def _sample(self, gpt: Path) -> Path | None:
+    def _sample(self) -> Path | None:
         if self.sample_fn is None:
             return None
+        self._record("sample_start", step=self.step)
         rng = _rng_state()  # TextToSpeech reseeds the global generators; training must not notice
+        wav = None
         try:
-            return self.sample_fn(gpt, self.layout.sample_path(self.step), self.step)
-        except Exception:  # boundary: a failed sample must not end the run; later saves skip sampling
-            log.exception("The checkpoint sample of step %d failed; samples are off for this run.", self.step)
+            with self._phase(SAMPLING):
+                wav = self.sample_fn(self.model, self.layout.sample_path(self.step), self.step,
+                                     self._stop_requested)
+        except GenerationCancelled:
+            log.info("The checkpoint sample of step %d was cancelled: the run is stopping.", self.step)
+        except Exception as e:  # boundary: a failed sample must not end the run; later saves skip sampling
+            log.exception("The checkpoint sample of step %d failed.", self.step)
             self.sample_fn = None
-            return None
+            self._samples_off(f"the sample of step {self.step} failed ({type(e).__name__}: {e})")
         finally:
             _set_rng_state(rng)
             self.model.train()
+        self._record("sample", step=self.step, sample=wav)
+        return wav
 
     @torch.no_grad()
     def _validate(self) -> None:
