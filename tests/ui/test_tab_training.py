@@ -4,6 +4,7 @@ Run Training (Train, a second Train, the timer, Stop, Reconnect, a crash)."""
 
 import json
 import time
+from pathlib import Path
 
 import gradio as gr
 import pytest
@@ -284,7 +285,8 @@ def test_train_watch_stop_and_reconnect(ctx):
         *view, timer = tab_training_run.tick(ctx, "amy", 8, None)
         return view if view[3].loss.notna().sum() >= 9 and view[6]["choices"] else None
 
-    status, message, console, losses, lr, grad, checkpoints = wait_for(ticked)
+    status, message, console, losses, lr, grad, checkpoints, latest = wait_for(ticked)
+    assert latest and checkpoints["value"] == f"{latest}:sample"  # the newest sample is selected
     assert status.startswith("[") and "[Epoch" in status and "it/s]" in status
     assert "Training 'amy' (process" in message and "step " in console
     drawn = losses[losses.loss.notna()]
@@ -358,3 +360,20 @@ def test_run_input_checks(ctx):
     with pytest.raises(gr.Error, match="no saved training configuration"):
         tab_training_run.train_clicked(ctx, "amy")
     assert tab_training_run.run_view(ctx, None, 8, None)[0] == ""
+
+
+def test_a_new_sample_is_selected_as_it_lands_and_a_chosen_step_is_kept():
+    from src.train_progress import CheckpointInfo
+
+    def cks(*steps, sampled=()):
+        return [CheckpointInfo(s, Path(f"{s}_gpt.pth"), Path(f"{s}.wav") if s in sampled else None)
+                for s in sorted(steps, reverse=True)]  # fmt: skip
+
+    pick = tab_training_run.pick_checkpoint
+    assert pick([], None, "") == (None, "")
+    assert pick(cks(5), None, "") == ("5", "")  # no sample yet
+    assert pick(cks(5), "5", "") == ("5", "")
+    assert pick(cks(5, sampled=(5,)), "5", "") == ("5:sample", "5")  # its sample landed: the value changes
+    assert pick(cks(5, 10, sampled=(5,)), "5:sample", "5") == ("5:sample", "5")  # 10 renders: keep 5
+    assert pick(cks(5, 10, sampled=(5, 10)), "5:sample", "5") == ("10:sample", "10")  # 10 landed
+    assert pick(cks(5, 10, sampled=(5, 10)), "5:sample", "10") == ("5:sample", "10")  # the user went back
