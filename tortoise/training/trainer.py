@@ -36,6 +36,7 @@ from tortoise.training.data import (
 )
 from tortoise.training.distributed import Distributed
 from tortoise.training.errors import DatasetError, ResumeError, TrainingError
+from tortoise.training.memory import MARGIN, available_memory, estimate_run_memory, gigabytes
 from tortoise.training.metrics import MetricsLog
 from tortoise.training.objective import LRSchedule, TrainingForward
 from tortoise.training.sample import CheckpointSampler, SampleFn
@@ -158,6 +159,7 @@ class Trainer:
             self.sample_fn = self._default_sampler()
         elif self.sample_fn is None and self.dist.is_main:
             self._samples_off("checkpoint samples are turned off in the configuration")
+        self._fit_memory()
 
     def _loop(self) -> bool:
         """Epochs of steps until `iterations`; returns True when `should_stop` ended it early."""
@@ -253,6 +255,48 @@ class Trainer:
                                  persistent_workers=c.workers > 0)
         self.voice_clips = c.sample_voice_clips or tuple(
             clip.audio for clip in sorted(train_clips, key=lambda x: -x.samples)[:3])
+        every = train_clips + val_clips
+        self.longest = (max(clip.samples for clip in every) // 1024 + 1,
+                        max(len(clip.tokens) for clip in every))
+
+    def _estimate(self, batch_size: int, workers: int, sample: bool):
+        c = self.config
+        return estimate_run_memory(
+            c.model_kwargs, batch_size=batch_size, longest_codes=self.longest[0],
+            longest_text=self.longest[1], workers=workers, sample=sample, models_dir=c.models_dir,
+            eight_bit_adam=self.optimizer_kind != "adamw",
+            gradient_checkpointing=c.use_gradient_checkpointing, heads=self.model.gpt.h[0].attn.heads)
+
+    def _fit_memory(self) -> None:
+        """Estimate the peak memory; lower the workers, then turn samples off, then refuse, until it fits."""
+        c = self.config
+        batch = max(1, c.batch_size // self.dist.world_size)
+        available = int(available_memory(self.dist.device) * MARGIN)
+        workers, sample = c.workers, self.sample_fn is not None
+        estimate = self._estimate(batch, workers, sample)
+        changes = []
+        if estimate.peak > available and workers:
+            workers, estimate = 0, self._estimate(batch, 0, sample)
+            changes.append(f"data-loader workers {c.workers} -> 0")
+            self.loader = DataLoader(self.train_set, batch_sampler=self.sampler, collate_fn=collate,
+                                     num_workers=0, pin_memory=self.dist.device.type == "cuda")
+        if estimate.peak > available and sample:
+            sample, estimate = False, self._estimate(batch, workers, False)
+            self.sample_fn = None
+            changes.append("checkpoint samples off")
+            self._samples_off(f"they would not fit in memory ({gigabytes(available)} usable)")
+        self._record("memory", step=self.step, estimate=estimate.peak, available=available, changes=changes,
+                     parts=estimate.describe())
+        log.info("Memory: the run needs %s; %s usable on %s.%s", estimate.describe(), gigabytes(available),
+                 self.dist.device, f" Lowered: {', '.join(changes)}." if changes else "")
+        if estimate.peak <= available:
+            return
+        fits = [b for b in range(batch - 1, 0, -1) if self._estimate(b, workers, sample).peak <= available]
+        hint = (f"Lower Batch Size to {fits[0] * self.dist.world_size} (raise Gradient Accumulation to keep "
+                "the effective batch)" if fits else "Turn on gradient checkpointing, use shorter clips")
+        raise TrainingError(
+            f"This run needs {estimate.describe()}, but only {gigabytes(available)} of memory is usable on "
+            f"{self.dist.device}. {hint}, or close other programs, and start again.")
 
     def _check_dataset(self, clips: list[Clip]) -> None:
         c = self.config
