@@ -33,8 +33,8 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
                 components["utilities"] = tab_utilities.build(ctx, generate=generate, tabs=tabs)
             with gr.Tab("Training", id="training") as training_tab:
                 components["training"] = tab_training.build(ctx)
-            with gr.Tab("Settings", id="settings"):
-                components["settings"] = tab_settings.build(ctx)
+            with gr.Tab("Settings", id="settings") as settings_tab:
+                components["settings"] = tab_settings.build(ctx, tab=settings_tab)
         history = components["history"]
         history_tab.select(  # new outputs since the page loaded show up when History is opened
             lambda voice: tab_history.refresh(ctx, voice),

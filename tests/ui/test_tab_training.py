@@ -317,9 +317,11 @@ def test_a_page_reload_reattaches_to_a_live_run(ctx):
     write_fake_config(ctx, "bob")
     ctx.train_runner.start("bob")
     try:
-        prep_voice, dataset, run_voice, *view, timer = tab_training.on_open(
+        prep_voice, dataset, backend, model, run_voice, *view, timer = tab_training.on_open(
             ctx, None, None, "amy", 8, None
         )
+        settings = ctx.settings
+        assert (backend["value"], model["value"]) == (settings.whisper_backend, settings.whisper_model)
         assert run_voice["value"] == "bob" and timer_active(timer)
         assert prep_voice["choices"] == ["amy"]
         *view, timer = tab_training_run.reconnect_clicked(ctx, "bob", 8, None)
