@@ -38,6 +38,7 @@ from src.train_progress import (
     progress_from,
     tail_lines,
 )
+from tortoise.training import release_memory, resident_bytes
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +118,26 @@ class TrainingStatus:
     def line(self) -> str:
         """The status line, or the message when there is no progress yet."""
         return self.progress.line if self.progress else ""
+
+
+def unload_for_training(engine: Any) -> str:
+    """Unload the app's TTS model before a run and give its memory back to the OS (glibc keeps freed
+    heap pages otherwise, so the app would go on holding gigabytes); the note for the user.
+
+    Args:
+        engine: the app's TTSEngine (anything with `unload() -> bool`).
+
+    Returns:
+        "" when nothing was loaded, else a sentence with the app's memory before and after.
+    """
+    before = resident_bytes()
+    unloaded = engine.unload()
+    release_memory()
+    if not unloaded:
+        return ""
+    after = resident_bytes()
+    return (f"TorToiSe was unloaded to free memory (the app went from {before / 1024**3:.1f} GB to "
+            f"{after / 1024**3:.1f} GB); it loads again on the next generation.")  # fmt: skip
 
 
 def configured_voices(paths: AppPaths) -> list[str]:

@@ -11,7 +11,7 @@ import pandas as pd
 
 from src.context import AppContext
 from src.errors import InvalidInput
-from src.train_runner import TrainingStatus, configured_voices
+from src.train_runner import TrainingStatus, configured_voices, unload_for_training
 from src.ui.errors import ui_handler
 from src.ui.tab_training_dataset import PRIVATE, clip_audio, keep_choice
 
@@ -171,10 +171,9 @@ def train_clicked(ctx: AppContext, voice: str | None) -> None:
         raise InvalidInput(
             "Choose a Training Configuration first (save one in Generate Configuration)."
         )
-    unloaded = ctx.engine.unload()
+    note = unload_for_training(ctx.engine)
     ctx.train_runner.start(voice)
-    note = " TorToiSe was unloaded to free memory." if unloaded else ""
-    gr.Info(f"Training '{voice}' started.{note}")
+    gr.Info(f"Training '{voice}' started. {note}".strip())
 
 
 @ui_handler

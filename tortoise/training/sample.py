@@ -8,7 +8,6 @@ for the length of one sample, so the trainer's footprint grows by those alone an
 
 from __future__ import annotations
 
-import gc
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -19,6 +18,7 @@ from torch import nn
 
 from tortoise.audio import VOICE_SAMPLE_RATE, load_audio, save_wav
 from tortoise.training.errors import TrainingError
+from tortoise.training.memory import release_memory
 
 log = logging.getLogger(__name__)
 
@@ -126,25 +126,3 @@ class CheckpointSampler:
                                 "Generate once in the app (which downloads it), or turn samples off.")
         return path
 
-
-def release_memory() -> None:
-    """Collect garbage and hand freed heap pages back to the OS (glibc keeps them otherwise)."""
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
-    trim_heap()
-
-
-def trim_heap() -> bool:
-    """glibc's malloc_trim(0): return free heap memory to the OS. False where there is no glibc."""
-    import ctypes
-    import ctypes.util
-    import sys
-
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return bool(libc.malloc_trim(0))
-    except (OSError, AttributeError):
-        return False
