@@ -279,7 +279,7 @@ def prepare_dataset(
     try:
         for index, path in enumerate(files):
             if progress is not None:
-                progress(index / len(files), f"Transcribing {path.name} ({index + 1}/{len(files)})")
+                progress(index / len(files), f"Transcribing clip {index + 1} of {len(files)}: {path.name}")
             stem = path.stem if path.stem not in used_stems else f"{path.stem}_{path.suffix.lstrip('.')}"
             used_stems.add(stem)
             try:

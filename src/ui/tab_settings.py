@@ -5,6 +5,8 @@ apply after a restart (or a TTS reload) are marked. Also: Refresh Model List, Ch
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from typing import Any
 
 import gradio as gr
@@ -132,15 +134,18 @@ def model_choices(ctx: AppContext) -> list[tuple[str, str]]:
 def _wire(
     ctx: AppContext, c: dict[str, Any], specs: list[FieldSpec], checker: UpdateChecker
 ) -> None:
+    lock = threading.Lock()  # one change at a time: each applies to the settings the last one left
     for spec in specs:
         control = c[spec.name]
-        save = _saver(ctx, spec.name)
+        save = _saver(ctx, spec.name, lock)
         outputs = [control, c["status"]]
-        if spec.widget == "slider":  # a drag ends in release; a typed value confirmed with Enter in change
+        # `input`, not `change`: a value the page load puts into a control must not be saved back (a
+        # late echo of it would undo a change the user made meanwhile)
+        if spec.widget == "slider":  # a drag ends in release; a typed value confirmed with Enter in input
             control.release(save, inputs=control, outputs=outputs, **PRIVATE)
-            control.change(save, inputs=control, outputs=outputs, trigger_mode="always_last", **PRIVATE)
+            control.input(save, inputs=control, outputs=outputs, trigger_mode="always_last", **PRIVATE)
         elif spec.widget in ("checkbox", "dropdown", "radio") or spec.name == "device_override":
-            control.change(save, inputs=control, outputs=outputs, **PRIVATE)
+            control.input(save, inputs=control, outputs=outputs, **PRIVATE)
         else:  # text and numbers: save when the box is left or Enter is pressed, not per keystroke
             control.blur(save, inputs=control, outputs=outputs, **PRIVATE)
             control.submit(save, inputs=control, outputs=outputs, **PRIVATE)
@@ -160,33 +165,35 @@ def _wire(
           **PRIVATE)  # fmt: skip
 
 
-def _saver(ctx: AppContext, name: str):
+def _saver(ctx: AppContext, name: str, lock: threading.Lock):
     def save(value: Any) -> tuple:
-        return save_setting(ctx, name, value)
+        return save_setting(ctx, name, value, lock)
 
     save.__name__ = f"save_{name}"
     return save
 
 
 @ui_handler
-def save_setting(ctx: AppContext, name: str, value: Any) -> tuple:
+def save_setting(ctx: AppContext, name: str, value: Any, lock: Any = None) -> tuple:
     """Check, apply and save one setting. A refused value puts the control back and says why.
+    `lock` serialises concurrent changes (each reads the settings the previous one left).
 
     Returns:
         (update for the control, status text or no change).
     """
     spec = next(s for s in field_specs(AppSettings) if s.name == name)
-    try:
-        if name == "autoregressive_model":
-            value = check_model_choice(ctx.paths, value)
-        change = change_setting(ctx.paths.settings_file, ctx.settings, name, value, ctx.paths.root)
-    except SettingsError as error:
-        gr.Warning(str(error))
-        old = getattr(ctx.settings, name)
-        return gr.update(value="" if old is None else old), f"Not saved: {error}"
-    if not change.changed:
-        return gr.update(), gr.update()
-    ctx.update_settings(change.settings)
+    with lock or contextlib.nullcontext():
+        try:
+            if name == "autoregressive_model":
+                value = check_model_choice(ctx.paths, value)
+            change = change_setting(ctx.paths.settings_file, ctx.settings, name, value, ctx.paths.root)
+        except SettingsError as error:
+            gr.Warning(str(error))
+            old = getattr(ctx.settings, name)
+            return gr.update(value="" if old is None else old), f"Not saved: {error}"
+        if not change.changed:
+            return gr.update(), gr.update()
+        ctx.update_settings(change.settings)
     message = change.message
     if takes_effect(spec) in (RESTART, TTS_RELOAD):
         gr.Info(message)  # the user has to act: say so where it is seen from anywhere on the page

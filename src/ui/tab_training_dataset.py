@@ -221,7 +221,8 @@ def prepare_clicked(ctx: AppContext, values: dict[str, Any], progress: Any = Non
     notes = []
     if ctx.engine.unload():
         notes.append("TorToiSe was unloaded to free memory; it loads again on the next generation.")
-    report = (lambda fraction, text: progress(fraction, desc=text)) if progress else None
+    # `is not None`: a gr.Progress is falsy (it has a length), so `if progress` would drop the bar
+    report = (lambda fraction, text: progress(fraction, desc=text)) if progress is not None else None
     summary = prepare_dataset(
         ctx.voices.voice_dir(voice), ctx.paths.training_dir_for(voice, create=True), transcriber,
         values["language"] or "", options, report, tokenizer=_tokenizer(ctx), ffmpeg_path=_ffmpeg(ctx),
