@@ -104,6 +104,17 @@ def children(pid: int) -> list[int]:
         return []
 
 
+def proportional_bytes(pid: int) -> int:
+    """Pss of smaps_rollup: pages shared with the parent (forked workers) counted once overall."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
 def peak_hwm(pid: int) -> int:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -131,16 +142,21 @@ def run_trainer(config: Path, stop_during: str | None) -> dict:
     proc = subprocess.Popen([sys.executable, "-m", "tortoise.training", "--config", str(config),
                              "--device", "cpu"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     peaks: dict[str, int] = {}
-    hwm = total_peak = 0
+    trainer_peaks: dict[str, int] = {}
+    hwm = total_peak = pss_peak = 0
     min_available = 1 << 62
     stop_sent = None
     started = time.monotonic()
     while proc.poll() is None:
         rss = resident_bytes(proc.pid)
-        total = rss + sum(resident_bytes(c) for c in children(proc.pid))
+        workers = children(proc.pid)
+        total = rss + sum(resident_bytes(c) for c in workers)
+        pss = proportional_bytes(proc.pid) + sum(proportional_bytes(c) for c in workers)
+        pss_peak = max(pss_peak, pss)
         hwm = max(hwm, peak_hwm(proc.pid))
         phase = phase_of(run_dir / "metrics.jsonl")
-        peaks[phase] = max(peaks.get(phase, 0), total)
+        peaks[phase] = max(peaks.get(phase, 0), pss)
+        trainer_peaks[phase] = max(trainer_peaks.get(phase, 0), rss)
         total_peak = max(total_peak, total)
         from tortoise.training.memory import host_available
 
@@ -153,8 +169,10 @@ def run_trainer(config: Path, stop_during: str | None) -> dict:
     log.close()
     result = {"exit_code": proc.returncode, "seconds": round(time.monotonic() - started, 1),
               "trainer_vmhwm_gb": round(hwm / GB, 2),
-              "trainer_plus_workers_peak_gb": round(total_peak / GB, 2),
-              "peak_by_phase_gb": {k: round(v / GB, 2) for k, v in peaks.items()},
+              "trainer_plus_workers_rss_sum_peak_gb": round(total_peak / GB, 2),
+              "trainer_plus_workers_pss_peak_gb": round(pss_peak / GB, 2),
+              "pss_peak_by_phase_gb": {k: round(v / GB, 2) for k, v in peaks.items()},
+              "trainer_rss_peak_by_phase_gb": {k: round(v / GB, 2) for k, v in trainer_peaks.items()},
               "min_host_available_gb": round(min_available / GB, 2)}
     if stop_sent is not None:
         result["exit_after_stop_s"] = round(time.monotonic() - stop_sent, 1)

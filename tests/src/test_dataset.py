@@ -166,7 +166,8 @@ def test_prepare_writes_clips_lists_and_whisper_json(prepared):
     assert results["b_short.flac"]["segments"][0]["text"] == " Thank you."
     assert "\t" in (out / "whisper.json").read_text(encoding="utf-8")
     assert steps[0] == (0.0, "Transcribing clip 1 of 5: a_stereo.wav") and steps[-1][0] == 1.0
-    assert [text.split(":")[0] for _, text in steps[:5]] == [f"Transcribing clip {i} of 5" for i in range(1, 6)]
+    labels = [text.split(":")[0] for _, text in steps[:5]]
+    assert labels == [f"Transcribing clip {i} of 5" for i in range(1, 6)]
 
 
 def test_prepare_summary_reports_counts_skips_flags_and_warnings(prepared):
