@@ -34,6 +34,11 @@ def build(ctx: AppContext) -> dict[str, Any]:
     prepared = tab_training_dataset.wire(ctx, c)
     tab_training_config.wire(ctx, c)
     tab_training_run.wire(ctx, c)
+    # the line counts follow the review (a clip deleted or a dataset prepared since)
+    c["cfg_tab"].select(
+        ui_handler(lambda voice: tab_training_config.dataset_info_text(ctx, voice)),
+        inputs=c["voice"], outputs=c["cfg_dataset_info"], api_visibility="private",
+    )  # fmt: skip
     prepared.success(  # the new dataset is the one to configure
         lambda voice: tab_training_config.refresh_lists(ctx, voice),
         inputs=c["prep_voice"],

@@ -99,7 +99,8 @@ def test_prepare_shows_counts_review_and_named_problems(ctx):
 def test_review_select_edit_and_delete(ctx):
     tab_training_dataset.prepare_clicked(ctx, prepare_values())
     summary, warnings, rows, *_ = tab_training_dataset.load_review(ctx, "amy")
-    assert "**4** training lines" in summary and warnings == ""
+    assert "**4** training lines" in summary
+    assert "validation.txt is empty" in warnings and "Validation Text Length Threshold" in warnings
     clip, audio, text = tab_training_dataset.select_clip(ctx, "amy", rows[1])
     assert clip == "audio/clip2.wav" and text == rows[1][3]
     rate, samples = audio
@@ -110,6 +111,7 @@ def test_review_select_edit_and_delete(ctx):
         tab_training_dataset.save_transcript(ctx, "amy", clip, "a | b")
     summary, rows, clip, audio, text = tab_training_dataset.delete_selected(ctx, "amy", clip)
     assert "**3** training lines" in summary and "audio/clip2.wav" not in [r[0] for r in rows]
+    assert "3 training lines" in tab_training_config.dataset_info_text(ctx, "amy")  # what cfg_tab shows
     assert not (ctx.paths.training_dir / "amy" / "audio" / "clip2.wav").exists()
     with pytest.raises(gr.Error, match="Click a clip"):
         tab_training_dataset.delete_selected(ctx, "amy", "")
