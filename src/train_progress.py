@@ -35,6 +35,7 @@ class TrainingProgress:
         val_loss: the newest validation loss, if any.
         sampling_step: the step whose checkpoint sample is being rendered now, or None.
         samples_off: why checkpoint samples are off for this run, or None while they are on.
+        disk_warning: the newest warning that a save may not fit on the disk, or None.
     """
 
     step: int
@@ -48,6 +49,7 @@ class TrainingProgress:
     val_loss: float | None = None
     sampling_step: int | None = None
     samples_off: str | None = None
+    disk_warning: str | None = None
 
     @property
     def fraction(self) -> float:
@@ -203,7 +205,7 @@ def progress_from(records: Sequence[Mapping[str, Any]]) -> TrainingProgress | No
 def _sample_notes(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """`sampling_step` (a `sample_start` not yet followed by its `sample`) and `samples_off` (the
     newest reason) from the records of the current run."""
-    sampling = off = None
+    sampling = off = disk = None
     for r in records:
         kind = r.get("type")
         if kind == "sample_start":
@@ -212,7 +214,21 @@ def _sample_notes(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             sampling = None
         if kind == "samples_off":
             off = str(r.get("reason") or "")
-    return {"sampling_step": sampling, "samples_off": off}
+        if kind == "disk":
+            disk = str(r.get("message") or "")
+    return {"sampling_step": sampling, "samples_off": off, "disk_warning": disk}
+
+
+def folder_size(folder: Path) -> int:
+    """Bytes of the files under `folder` (0 when it does not exist)."""
+    total = 0
+    for root, _, files in os.walk(folder):
+        for name in files:
+            try:
+                total += os.stat(os.path.join(root, name)).st_size
+            except OSError:
+                continue
+    return total
 
 
 def plot_frames(

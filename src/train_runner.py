@@ -33,6 +33,7 @@ from src.train_progress import (
     MetricsReader,
     PlotFrames,
     TrainingProgress,
+    folder_size,
     list_checkpoints,
     plot_frames,
     progress_from,
@@ -509,6 +510,9 @@ class TrainRunner:
                             "training goes on when it is written.")  # fmt: skip
             if progress is not None and progress.samples_off:
                 message += f" Checkpoint samples are off for this run: {progress.samples_off}"
+            if progress is not None and progress.disk_warning:
+                message += f" {progress.disk_warning}"
+            message += self.disk_note(voice)
             return TrainingStatus(voice, state, info.pid, None, progress, message)
         ended = _read_json(self.folder(voice) / EXIT_NAME)
         if ended is None and not self.log_path(voice).is_file():
@@ -527,6 +531,14 @@ class TrainRunner:
             return TrainingStatus(voice, "ended", None, None, progress, message)
         return self._ended_status(voice, code, was_stopped, progress)
 
+    def disk_note(self, voice: str) -> str:
+        """` The run folder holds X GB.` (each save adds its weights and its training state)."""
+        size = folder_size(self.run_dir(voice))
+        if not size:
+            return ""
+        shown = f"{size / 1024**3:.1f} GB" if size >= 1024**3 else f"{max(1, round(size / 1024**2))} MB"
+        return f" The run folder holds {shown} ({self.run_dir(voice)})."
+
     def _ended_status(
         self, voice: str, code: int | None, was_stopped: bool, progress: TrainingProgress | None
     ) -> TrainingStatus:
@@ -535,7 +547,7 @@ class TrainRunner:
             state = "stopped" if was_stopped else "finished"
             word = "was stopped" if was_stopped else "finished"
             return TrainingStatus(
-                voice, state, None, 0, progress, f"Training for '{voice}' {word}{at}."
+                voice, state, None, 0, progress, f"Training for '{voice}' {word}{at}.{self.disk_note(voice)}"
             )
         if was_stopped:
             how = f" (exit code {code})" if code is not None else ""

@@ -76,7 +76,7 @@ def test_start_runs_to_the_end_and_refuses_a_second_run(paths):
         runner_for(paths).start("amy")  # another runner (a second window, or after a restart)
     status = wait_for_end(runner, "amy")
     assert status.state == "finished" and status.exit_code == 0
-    assert status.message == "Training for 'amy' finished at step 40 of 40."
+    assert status.message.startswith("Training for 'amy' finished at step 40 of 40. The run folder holds ")
     assert not (folder / LOCK_NAME).exists() and (folder / EXIT_NAME).is_file()
     assert status.progress.line.startswith("[Epoch 10/10, Step 40/40]")
     assert [ck.step for ck in runner.checkpoints("amy")] == [40, 35, 30, 25, 20, 15, 10, 5]
@@ -107,7 +107,7 @@ def test_stop_saves_and_ends_the_run(paths):
     assert runner.status("amy").state in ("stopping", "stopped")
     status = wait_for_end(runner, "amy")
     assert status.state == "stopped" and status.exit_code == 0
-    assert "was stopped at step" in status.message
+    assert "was stopped at step" in status.message and "The run folder holds 1 MB" in status.message
     steps = [ck.step for ck in runner.checkpoints("amy")]
     assert len(steps) == 1 and steps[0] == status.progress.step  # the checkpoint of the stop
     with pytest.raises(TrainingError, match="No training is running for 'amy'"):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -352,6 +353,32 @@ class Trainer:
             return None
         return sampler
 
+    def _check_disk(self) -> None:
+        """Warn (log and a `disk` record) when the coming save may not fit on the disk; the save still
+        runs, and a failed one leaves the previous checkpoint intact."""
+        saved = [s for s in self.layout.saved_steps() if self.layout.state_path(s).is_file()]
+        if saved:
+            last = saved[-1]
+            needed = self.layout.gpt_path(last).stat().st_size + self.layout.state_path(last).stat().st_size
+        else:  # fp32 weights, plus the state: AdamW's two moments (or 8-bit ones) and bookkeeping
+            params = sum(p.numel() for p in self.model.parameters())
+            needed = params * (4 + (2 if self.optimizer_kind != "adamw" else 8)) + (1 << 20)
+        free = shutil.disk_usage(self.layout.run_dir).free
+        if free >= needed * 1.05:
+            return
+        keep = self.config.keep_states
+        if keep:
+            advice = (f"Keep Previous States is {keep}: older states are deleted only after a save "
+                      "succeeds, so lower it")
+        else:
+            advice = ("Keep Previous States is 0 (every state is kept): set it to 1 or 2 so that older "
+                      "states are deleted after each save")
+        message = (f"The save of step {self.step} needs about {gigabytes(needed)} but only "
+                   f"{gigabytes(free)} is free on the disk of {self.layout.run_dir}. If it fails, the "
+                   f"previous checkpoint stays intact. {advice}, or free disk space.")
+        log.warning("%s", message)
+        self._record("disk", step=self.step, needed=needed, free=free, message=message)
+
     def _samples_off(self, reason: str) -> None:
         log.warning("Checkpoint samples are off for this run: %s", reason)
         self._record("samples_off", step=self.step, reason=reason)
@@ -407,6 +434,7 @@ class Trainer:
         if not self.dist.is_main:
             return
         log.info("Saving models and training states.")
+        self._check_disk()
         with self._phase(SAVING):
             gpt = ckpt.save_checkpoint(self.layout, self.step, self.model, self._state())
         self.last_checkpoint = gpt

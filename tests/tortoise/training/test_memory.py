@@ -50,3 +50,16 @@ def test_a_batch_that_cannot_fit_is_refused_with_the_batch_that_would(config, mo
     with pytest.raises(TrainingError, match=r"This run needs about .* GB \(weights .*activations.*Lower "
                                             r"Batch Size to 1 \(raise Gradient Accumulation"):
         train(config)
+
+
+def test_a_save_that_may_not_fit_on_the_disk_is_warned_about(config, monkeypatch):
+    from collections import namedtuple
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(trainer_module.shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 1000, 1000))
+    result = train(config.replace(save_checkpoint_freq=1, keep_states=0))
+    warnings = [r for r in read_metrics(result.metrics_path) if r["type"] == "disk"]
+    assert [r["step"] for r in warnings] == [1, 2]
+    assert warnings[0]["needed"] > warnings[0]["free"] == 1000
+    assert "Keep Previous States is 0" in warnings[0]["message"] and "stays intact" in warnings[0]["message"]
+    assert result.step == 2  # only a warning: the (real) disk had room
