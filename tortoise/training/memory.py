@@ -15,7 +15,9 @@ GB = 1024**3
 BYTES_FP32 = 4
 MARGIN = 0.9  # plan for at most this share of the free memory (the OS and the page cache need some)
 PROCESS_BASE = int(1.2 * GB)  # Python, torch and the dataset's cached codes in the trainer process
-PER_WORKER = int(0.35 * GB)  # one data-loader worker process (a forked interpreter, decoded clips)
+# one data-loader worker (a forked trainer: the pages it touches stop being shared); measured at full
+# size as the proportional set size of two workers (benchmarks/bench_training_memory.py): 2.3 GB
+PER_WORKER = int(1.1 * GB)
 # Activations kept for backward per layer per position, in units of the model width, for fp32: the
 # Korthikanti et al. (2022) count of 34 + 5·heads·seq/width bytes per element at 16 bits, doubled.
 ACTIVATION_FACTOR = 2 * 34

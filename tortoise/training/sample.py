@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from tortoise.audio import VOICE_SAMPLE_RATE, load_audio, save_wav
+from tortoise.errors import GenerationCancelled
 from tortoise.training.errors import TrainingError
 from tortoise.training.memory import release_memory
 
@@ -99,7 +100,9 @@ class CheckpointSampler:
         decoders: dict[str, nn.Module] = {}
         tts = None
         try:
-            for name in DECODER_FILES:
+            for name in DECODER_FILES:  # loading takes a while: a stop in between ends the sample
+                if cancel():
+                    raise GenerationCancelled("The checkpoint sample was cancelled.")
                 decoders[name] = load(name, self._file(name), **self.model_configs.get(name, {}))
             models = TTSModels(autoregressive=model, diffusion=decoders["diffusion_decoder"],
                                clvp=decoders["clvp2"], vocoder=decoders["vocoder"])

@@ -37,7 +37,13 @@ from tortoise.training.data import (
 )
 from tortoise.training.distributed import Distributed
 from tortoise.training.errors import DatasetError, ResumeError, TrainingError
-from tortoise.training.memory import MARGIN, available_memory, estimate_run_memory, gigabytes
+from tortoise.training.memory import (
+    MARGIN,
+    available_memory,
+    estimate_run_memory,
+    gigabytes,
+    release_memory,
+)
 from tortoise.training.metrics import MetricsLog
 from tortoise.training.objective import LRSchedule, TrainingForward
 from tortoise.training.sample import CheckpointSampler, SampleFn
@@ -448,6 +454,9 @@ class Trainer:
         if self.sample_fn is None:
             return None
         self._record("sample_start", step=self.step)
+        # the step is complete: its gradients are not needed, and freeing them makes room for the decoders
+        self.optimizer.zero_grad(set_to_none=True)
+        release_memory()
         rng = _rng_state()  # TextToSpeech reseeds the global generators; training must not notice
         wav = None
         try:
