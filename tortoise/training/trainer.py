@@ -454,13 +454,14 @@ class Trainer:
         if self.sample_fn is None:
             return None
         self._record("sample_start", step=self.step)
-        # the step is complete: its gradients are not needed, and freeing them makes room for the decoders
-        self.optimizer.zero_grad(set_to_none=True)
-        release_memory()
         rng = _rng_state()  # TextToSpeech reseeds the global generators; training must not notice
         wav = None
         try:
             with self._phase(SAMPLING):
+                # the step is complete: its gradients are not needed, and freeing them makes room for
+                # the decoders
+                self.optimizer.zero_grad(set_to_none=True)
+                release_memory()
                 wav = self.sample_fn(self.model, self.layout.sample_path(self.step), self.step,
                                      self._stop_requested)
         except GenerationCancelled:
