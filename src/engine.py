@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import gc
 import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping
@@ -16,7 +15,7 @@ from typing import Any
 
 from src.paths import AppPaths
 from src.settings import AppSettings
-from tortoise import GenerationCancelled
+from tortoise import GenerationCancelled, release_memory
 
 log = logging.getLogger(__name__)
 
@@ -138,9 +137,9 @@ class TTSEngine:
         if callable(release):
             release()  # captured decode graphs hold device memory of their own
         del tts
-        gc.collect()
         if plan is not None and hasattr(plan, "empty_cache"):
             plan.empty_cache()
+        release_memory()  # without it the process keeps the freed weights (glibc holds on to the pages)
         log.info("TorToiSe unloaded")
         return True
 

@@ -145,8 +145,9 @@ class AppSettings:
         "openai-whisper", "Whisper Backend", "Speech recogniser used to prepare datasets.",
         "dropdown", cli="--whisper-backend", column="right", choices=WHISPER_BACKENDS)
     whisper_model: str = _setting(
-        "base", "Whisper Model", "Whisper size; larger is more accurate and slower.",
-        "dropdown", cli="--whisper-model", column="right", choices=WHISPER_MODELS)
+        "base", "Whisper Model", "A Whisper size (larger is more accurate and slower), or the path of a "
+        "downloaded model: an openai-whisper .pt file or a faster-whisper folder.",
+        "dropdown", cli="--whisper-model", column="right", suggestions=WHISPER_MODELS)
     training_default_halfp: bool = _setting(
         False, "Training: Half Precision by default", "Initial value of the Training tab's Half Precision.",
         "checkbox", cli="--training-default-halfp", column="right")

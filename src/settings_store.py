@@ -8,6 +8,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from src.errors import InvalidInput, SettingsError
 from src.settings import (
     IMMEDIATE,
     RESTART,
@@ -18,6 +19,7 @@ from src.settings import (
     save_settings,
     update_setting,
 )
+from src.training.asr import check_whisper_model
 
 WHEN = {
     RESTART: "takes effect after you restart the app",
@@ -43,17 +45,25 @@ class SettingChange:
 
 
 def change_setting(
-    settings_file: str | os.PathLike[str], current: AppSettings, name: str, value: Any
+    settings_file: str | os.PathLike[str], current: AppSettings, name: str, value: Any,
+    root: str | os.PathLike[str] | None = None,
 ) -> SettingChange:
     """Apply `name = value` to `current` and save it to `settings_file`.
 
     The file is re-read and only this one field is changed in it, so values given on the command
     line for this run (which `current` holds) are not written back unless the user changes them
-    here. The file is written atomically.
+    here. The file is written atomically. A Whisper Model path is checked and stored absolute
+    (relative ones are taken from `root`, the app folder).
 
     Raises:
-        SettingsError: unknown name, or a value of the wrong type or out of range (nothing saved).
+        SettingsError: unknown name, or a value of the wrong type or out of range, or a Whisper model
+            path that does not exist or holds another kind of model (nothing saved).
     """
+    if name == "whisper_model":
+        try:
+            value = check_whisper_model(str(value or ""), root)
+        except InvalidInput as error:
+            raise SettingsError(str(error)) from None
     updated = update_setting(current, name, value)
     if getattr(updated, name) == getattr(current, name):
         return SettingChange(current, False, "")

@@ -131,6 +131,13 @@ class TokenizerSource:
         self.loaded = loaded
         self._tokenizer: VoiceBpeTokenizer | None = None
 
+    def find(self) -> VoiceBpeTokenizer | None:
+        """The tokenizer, or None while tokenizer.json is not downloaded (for checks that are optional)."""
+        try:
+            return self.get()
+        except AppError:
+            return None
+
     def get(self) -> VoiceBpeTokenizer:
         """The tokenizer.
 

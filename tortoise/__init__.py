@@ -35,6 +35,7 @@ from tortoise.redaction import CTC_TOKENIZER_ID, WAV2VEC2_MODEL_ID
 from tortoise.streaming import StreamSettings
 from tortoise.text import english_cleaners, split_and_recombine_text, split_text_by_tokens
 from tortoise.tokenizer import UNK_TOKEN_ID, VoiceBpeTokenizer
+from tortoise.training import release_memory, resident_bytes
 
 __all__ = [
     "AudioLoadError",
@@ -78,7 +79,9 @@ __all__ = [
     "read_audio",
     "reads_codes",
     "release_accelerator_memory",
+    "release_memory",
     "resample",
+    "resident_bytes",
     "save_wav",
     "split_and_recombine_text",
     "split_text_by_tokens",

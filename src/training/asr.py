@@ -359,3 +359,52 @@ def _to_jsonable(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     return value
+
+
+def check_whisper_model(value: str, root: str | os.PathLike[str] | None = None) -> str:
+    """The Whisper Model setting for what the user typed: a model name as it is, a local model as its
+    absolute path (relative paths are taken from `root`, the app folder).
+
+    A local model is an openai-whisper `.pt` checkpoint (a dict with `dims` and `model_state_dict`) or a
+    faster-whisper (CTranslate2) folder with `model.bin`.
+
+    Raises:
+        InvalidInput: empty, a path that does not exist, or a file or folder that holds another kind of model.
+    """
+    text = (value or "").strip()
+    if not text:
+        raise InvalidInput("Whisper Model is empty; choose a size (tiny, base, ...) or give a model path.")
+    looks_like_path = any(sep in text for sep in ("/", "\\")) or text.endswith(".pt") or text.startswith("~")
+    from src.settings import WHISPER_MODELS as KNOWN_SIZES  # the Settings list (with large-v1..v3)
+
+    if text in KNOWN_SIZES or text in WHISPER_MODELS:
+        return text
+    if not looks_like_path:
+        raise InvalidInput(f"'{text}' is not a Whisper size ({', '.join(KNOWN_SIZES)}) nor a model path.")
+    path = Path(text).expanduser()
+    if not path.is_absolute() and root is not None:
+        path = Path(root) / path
+    kinds = "an openai-whisper .pt checkpoint or a faster-whisper (CTranslate2) folder with model.bin"
+    if not path.exists():
+        raise InvalidInput(f"The Whisper model {text} does not exist. Give a size (tiny, base, ...) or the "
+                           f"path of a downloaded model: {kinds}.")
+    if path.is_dir():
+        if not (path / "model.bin").is_file():
+            raise InvalidInput(f"The folder {text} holds no faster-whisper model (no model.bin). "
+                               f"Give {kinds}.")
+        return str(path.resolve())
+    _check_whisper_checkpoint(path, text, kinds)
+    return str(path.resolve())
+
+
+def _check_whisper_checkpoint(path: Path, text: str, kinds: str) -> None:
+    import torch
+
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as error:  # boundary: any unreadable file gets the same answer
+        raise InvalidInput(f"{text} is not a Whisper checkpoint ({type(error).__name__}). "
+                           f"Give {kinds}.") from None
+    if not isinstance(data, dict) or not {"dims", "model_state_dict"} <= set(data):
+        raise InvalidInput(f"{text} holds another kind of model, not an openai-whisper checkpoint (it has no "
+                           f"'dims' and 'model_state_dict'). Give {kinds}.")

@@ -286,7 +286,7 @@ def prepare_dataset(
     try:
         for index, path in enumerate(files):
             if progress is not None:
-                progress(index / len(files), f"Transcribing {path.name} ({index + 1}/{len(files)})")
+                progress(index / len(files), f"Transcribing clip {index + 1} of {len(files)}: {path.name}")
             stem = path.stem if path.stem not in used_stems else f"{path.stem}_{path.suffix.lstrip('.')}"
             used_stems.add(stem)
             try:
@@ -393,8 +393,16 @@ def _summary_warnings(summary: DatasetSummary, options: DatasetOptions) -> list[
 
 
 def dataset_split_warnings(train_count: int, validation_count: int, options: DatasetOptions) -> list[str]:
-    """Warnings about a split that cannot train well: nothing to train on, or a single clip."""
+    """Warnings about a split that cannot train well: nothing to train on, nothing to validate on, or a
+    single clip."""
     warnings = []
+    if validation_count == 0 and train_count > 1:
+        warnings.append(
+            f"validation.txt is empty, so training runs without a validation loss: no clip has text shorter "
+            f"than {options.validation_text_length} characters or audio shorter than "
+            f"{options.validation_audio_length_s:g} s. Raise 'Validation Text Length Threshold' or "
+            "'Validation Audio Length Threshold' and prepare the dataset again to hold some clips out."
+        )
     if train_count == 0 and validation_count > 0:
         warnings.append(
             f"train.txt is empty: all {validation_count} clips went to validation.txt because their text is "
@@ -470,6 +478,43 @@ def delete_clip(dataset_dir: str | os.PathLike[str], clip_path: str, delete_audi
     audio_path = (folder / clip_path).resolve()
     if delete_audio and audio_path.is_relative_to(folder.resolve()):
         audio_path.unlink(missing_ok=True)
+    _forget_transcription(folder, Path(clip_path).stem)
+
+
+def _forget_transcription(folder: Path, clip_stem: str) -> None:
+    """Keep whisper.json in step with a deleted clip: a whole-file clip (`<stem>.wav`) drops its source's
+    entry; a slice (`<stem>_<n>.wav`, n counting the segments after `sanitize_segments` merged the short
+    ones) drops the source's segments that lie within that slice's time span."""
+    path = folder / WHISPER_JSON
+    try:
+        results = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return  # no (readable) transcription file: nothing to keep in step
+    if not isinstance(results, dict):
+        return
+    stem, _, number = clip_stem.rpartition("_")
+    changed = False
+    for source in list(results):
+        if Path(source).stem == clip_stem:
+            del results[source]
+            changed = True
+        elif Path(source).stem == stem and number.isdigit() and isinstance(results[source], dict):
+            segments = [s for s in results[source].get("segments") or [] if isinstance(s, dict)]
+            try:
+                timed = [Segment(float(s["start"]), float(s["end"]), str(s.get("text", "")).strip())
+                         for s in segments]  # fmt: skip
+            except (KeyError, TypeError, ValueError):
+                continue
+            merged = sanitize_segments(timed)
+            if int(number) >= len(merged):
+                continue
+            span = merged[int(number)]
+            kept = [s for s, t in zip(segments, timed, strict=True)
+                    if not (span.start_s <= t.start_s and t.end_s <= span.end_s)]  # fmt: skip
+            changed = changed or len(kept) != len(segments)
+            results[source]["segments"] = kept
+    if changed:
+        write_text_atomic(path, json.dumps(results, indent="\t", ensure_ascii=False))
 
 
 def _list_name(split: str) -> str:

@@ -14,6 +14,7 @@ from pathlib import Path
 from src.doctor import whisper_model_file
 from src.engine import TTSEngine
 from src.errors import DatasetEmpty
+from src.ffmpeg import FfmpegError, find_ffmpeg
 from src.paths import AppPaths
 from src.training.asr import Transcriber
 from src.training.dataset import DatasetOptions, DatasetSummary, list_audio_files, prepare_dataset
@@ -63,6 +64,11 @@ def prepare_voice_dataset(
         VoiceNotFound / DatasetEmpty: see `prepare_dataset`.
     """
     report = progress or (lambda fraction, text: None)
+    if ffmpeg_path is None:
+        try:
+            ffmpeg_path = find_ffmpeg(paths.root)
+        except FfmpegError:
+            ffmpeg_path = None  # WAV and FLAC still load; other formats then name the missing ffmpeg
     if not list_audio_files(voice_dir):
         raise DatasetEmpty(
             f"The voice folder {voice_dir.name}/ has no audio files, so there is nothing to transcribe. "

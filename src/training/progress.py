@@ -33,6 +33,9 @@ class TrainingProgress:
         eta_s: seconds left at that rate.
         lr, loss: of the newest step (loss is loss_gpt_total).
         val_loss: the newest validation loss, if any.
+        sampling_step: the step whose checkpoint sample is being rendered now, or None.
+        samples_off: why checkpoint samples are off for this run, or None while they are on.
+        disk_warning: the newest warning that a save may not fit on the disk, or None.
     """
 
     step: int
@@ -44,6 +47,9 @@ class TrainingProgress:
     lr: float | None = None
     loss: float | None = None
     val_loss: float | None = None
+    sampling_step: int | None = None
+    samples_off: str | None = None
+    disk_warning: str | None = None
 
     @property
     def fraction(self) -> float:
@@ -71,6 +77,10 @@ class TrainingProgress:
             values.append(f"Val Loss {self.val_loss:.4f}")
         if values:
             parts.append(f"[{', '.join(values)}]")
+        if self.sampling_step is not None:
+            parts.append(f"[rendering the sample of step {self.sampling_step}]")
+        elif self.samples_off is not None:
+            parts.append("[samples off]")
         return " ".join(parts)
 
 
@@ -167,10 +177,11 @@ def progress_from(records: Sequence[Mapping[str, Any]]) -> TrainingProgress | No
         r for r in records if r.get("type") == "val" and r.get("val_loss_gpt_total") is not None
     ]
     val_loss = float(vals[-1]["val_loss_gpt_total"]) if vals else None
+    notes = _sample_notes(records[starts[-1] :])
     if not train:
         epoch = int(start.get("epoch") or 0)
         return TrainingProgress(int(start.get("step") or 0), steps, min(epochs, epoch + 1), epochs,
-                                val_loss=val_loss)  # fmt: skip
+                                val_loss=val_loss, **notes)  # fmt: skip
     last = train[-1]
     step = int(last.get("step") or 0)
     seconds = None
@@ -187,7 +198,37 @@ def progress_from(records: Sequence[Mapping[str, Any]]) -> TrainingProgress | No
         lr=_number(last.get("lr")),
         loss=_number(last.get("loss_gpt_total")),
         val_loss=val_loss,
+        **notes,
     )
+
+
+def _sample_notes(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """`sampling_step` (a `sample_start` not yet followed by its `sample`) and `samples_off` (the
+    newest reason) from the records of the current run."""
+    sampling = off = disk = None
+    for r in records:
+        kind = r.get("type")
+        if kind == "sample_start":
+            sampling = int(r.get("step") or 0)
+        elif kind in ("sample", "train", "end"):
+            sampling = None
+        if kind == "samples_off":
+            off = str(r.get("reason") or "")
+        if kind == "disk":
+            disk = str(r.get("message") or "")
+    return {"sampling_step": sampling, "samples_off": off, "disk_warning": disk}
+
+
+def folder_size(folder: Path) -> int:
+    """Bytes of the files under `folder` (0 when it does not exist)."""
+    total = 0
+    for root, _, files in os.walk(folder):
+        for name in files:
+            try:
+                total += os.stat(os.path.join(root, name)).st_size
+            except OSError:
+                continue
+    return total
 
 
 def plot_frames(

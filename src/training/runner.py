@@ -33,11 +33,13 @@ from src.training.progress import (
     MetricsReader,
     PlotFrames,
     TrainingProgress,
+    folder_size,
     list_checkpoints,
     plot_frames,
     progress_from,
     tail_lines,
 )
+from tortoise import release_memory, resident_bytes
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +51,8 @@ LOG_NAME = "train.log"
 EXIT_NAME = "train.exit"
 RUN_FOLDER = "finetune"  # training/<voice>/finetune/, as src.training.finetune writes path.run_dir
 METRICS_NAME = "metrics.jsonl"
-DEFAULT_STOP_TIMEOUT_S = 120.0  # a graceful stop saves a checkpoint (and its sample) first
+DEFAULT_STOP_TIMEOUT_S = 90.0  # a graceful stop finishes the step and saves a checkpoint (no sample) first
+SECOND_STOP_TIMEOUT_S = 5.0  # Stop pressed again: the trainer is interrupted, then killed after this
 MAX_LINE = 600  # characters of one log line in a message
 STARTING_GRACE_S = 30.0  # a lock without a pid yet is a run being started, not a stale one
 EXIT_MEANINGS = {
@@ -74,6 +77,7 @@ class RunInfo:
         is_resume: whether it continues from a training state (its metrics continue the old file).
         process_token: the process's start time as the OS reports it, to tell a reused pid apart.
         stop_requested_at: Unix time Stop was pressed, or None.
+        killed_after_s: set when the run did not stop in time after Stop and was killed (seconds waited).
     """
 
     voice: str
@@ -83,6 +87,7 @@ class RunInfo:
     is_resume: bool = False
     process_token: str | None = None
     stop_requested_at: float | None = None
+    killed_after_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -114,6 +119,26 @@ class TrainingStatus:
     def line(self) -> str:
         """The status line, or the message when there is no progress yet."""
         return self.progress.line if self.progress else ""
+
+
+def unload_for_training(engine: Any) -> str:
+    """Unload the app's TTS model before a run and give its memory back to the OS (glibc keeps freed
+    heap pages otherwise, so the app would go on holding gigabytes); the note for the user.
+
+    Args:
+        engine: the app's TTSEngine (anything with `unload() -> bool`).
+
+    Returns:
+        "" when nothing was loaded, else a sentence with the app's memory before and after.
+    """
+    before = resident_bytes()
+    unloaded = engine.unload()
+    release_memory()
+    if not unloaded:
+        return ""
+    after = resident_bytes()
+    return (f"TorToiSe was unloaded to free memory (the app went from {before / 1024**3:.1f} GB to "
+            f"{after / 1024**3:.1f} GB); it loads again on the next generation.")  # fmt: skip
 
 
 def configured_voices(paths: AppPaths) -> list[str]:
@@ -385,26 +410,36 @@ class TrainRunner:
             info = self._live_run(voice)
             if info is None or info.pid is None:
                 raise TrainingError(f"No training is running for '{voice}'.")
-            if info.stop_requested_at is None:
+            again = info.stop_requested_at is not None
+            if not again:
                 info = dataclasses.replace(info, stop_requested_at=time.time())
                 self._write_lock(info)
-        _send_stop(info.pid)
-        threading.Thread(target=self._kill_later, args=(info,), daemon=True).start()
+        _send_stop(info.pid)  # a second signal interrupts the trainer at once
+        timeout = SECOND_STOP_TIMEOUT_S if again else self.stop_timeout_s
+        threading.Thread(target=self._kill_later, args=(info, timeout), daemon=True).start()
+        if again:
+            return (f"Stop pressed again: interrupting training for '{voice}' now (the newest complete "
+                    f"checkpoint is kept); it is killed if it has not exited in {timeout:g} s.")
         return (
             f"Stopping training for '{voice}': it saves a checkpoint after the current step and exits "
-            f"(or is killed after {self.stop_timeout_s:g} s)."
+            "(a checkpoint sample in progress is cancelled, a save in progress is abandoned). If it has "
+            f"not exited in {timeout:g} s it is killed; press Stop again to interrupt it at once."
         )
 
-    def _kill_later(self, info: RunInfo) -> None:
-        deadline = time.monotonic() + self.stop_timeout_s
+    def _kill_later(self, info: RunInfo, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if not self._is_alive(info):
                 return
             time.sleep(0.2)
-        if info.pid is not None and self._is_alive(info):
-            log.warning("training %s did not stop within %.0f s; killing it", info.voice,
-                        self.stop_timeout_s)  # fmt: skip
-            _kill_tree(info.pid)
+        with self._lock:
+            if info.pid is None or not self._is_alive(info):
+                return
+            current = self._read_lock(info.voice)
+            if current is not None and current.pid == info.pid and current.killed_after_s is None:
+                self._write_lock(dataclasses.replace(current, killed_after_s=timeout_s))
+        log.warning("training %s did not stop within %.0f s; killing it", info.voice, timeout_s)
+        _kill_tree(info.pid)
 
     # ------------------------------------------------------------------ watching
 
@@ -461,6 +496,14 @@ class TrainRunner:
             message = f"{what} '{voice}' (process {info.pid})."
             if progress is None:
                 message += " The trainer is loading the models and the dataset."
+            elif progress.sampling_step is not None:
+                message += (f" Rendering the checkpoint sample of step {progress.sampling_step}; "
+                            "training goes on when it is written.")  # fmt: skip
+            if progress is not None and progress.samples_off:
+                message += f" Checkpoint samples are off for this run: {progress.samples_off}"
+            if progress is not None and progress.disk_warning:
+                message += f" {progress.disk_warning}"
+            message += self.disk_note(voice)
             return TrainingStatus(voice, state, info.pid, None, progress, message)
         ended = _read_json(self.folder(voice) / EXIT_NAME)
         if ended is None and not self.log_path(voice).is_file():
@@ -468,6 +511,8 @@ class TrainRunner:
         ended = ended or {}
         code = ended.get("exit_code")
         was_stopped = bool(ended.get("stop_requested_at"))
+        if ended.get("killed_after_s") is not None:
+            return self._killed_status(voice, code, float(ended["killed_after_s"]), progress)
         if code is None and not was_stopped:  # it ended while no app of ours was its parent
             if any(r.get("type") == "end" for r in records):
                 return self._ended_status(voice, 0, False, progress)
@@ -477,6 +522,14 @@ class TrainRunner:
             return TrainingStatus(voice, "ended", None, None, progress, message)
         return self._ended_status(voice, code, was_stopped, progress)
 
+    def disk_note(self, voice: str) -> str:
+        """` The run folder holds X GB.` (each save adds its weights and its training state)."""
+        size = folder_size(self.run_dir(voice))
+        if not size:
+            return ""
+        shown = f"{size / 1024**3:.1f} GB" if size >= 1024**3 else f"{max(1, round(size / 1024**2))} MB"
+        return f" The run folder holds {shown} ({self.run_dir(voice)})."
+
     def _ended_status(
         self, voice: str, code: int | None, was_stopped: bool, progress: TrainingProgress | None
     ) -> TrainingStatus:
@@ -485,7 +538,7 @@ class TrainRunner:
             state = "stopped" if was_stopped else "finished"
             word = "was stopped" if was_stopped else "finished"
             return TrainingStatus(
-                voice, state, None, 0, progress, f"Training for '{voice}' {word}{at}."
+                voice, state, None, 0, progress, f"Training for '{voice}' {word}{at}.{self.disk_note(voice)}"
             )
         if was_stopped:
             how = f" (exit code {code})" if code is not None else ""
@@ -498,6 +551,16 @@ class TrainRunner:
             f"{self.log_path(voice)}:\n{tail}"
         )
         return TrainingStatus(voice, "failed", None, code, progress, message)
+
+    def _killed_status(
+        self, voice: str, code: int | None, waited_s: float, progress: TrainingProgress | None
+    ) -> TrainingStatus:
+        saved = [ck for ck in self.checkpoints(voice) if ck.gpt_path is not None]
+        newest = (f"the newest complete checkpoint is step {saved[0].step} ({saved[0].gpt_path})"
+                  if saved else "no checkpoint had been saved yet")  # fmt: skip
+        message = (f"Training for '{voice}' did not stop within {waited_s:g} s after Stop, so it was "
+                   f"killed; {newest}. Resume from its training state to continue.")  # fmt: skip
+        return TrainingStatus(voice, "stopped", None, code, progress, message)
 
     def _error_lines(self, voice: str, count: int = 6) -> list[str]:
         """The log's last lines that explain an end: from the line before the first error (what the
@@ -581,6 +644,7 @@ def _info_dict(info: RunInfo) -> dict[str, Any]:
         "voice": info.voice, "pid": info.pid, "started_at": info.started_at,
         "command": list(info.command), "is_resume": info.is_resume,
         "process_token": info.process_token, "stop_requested_at": info.stop_requested_at,
+        "killed_after_s": info.killed_after_s,
     }  # fmt: skip
 
 
@@ -595,6 +659,7 @@ def _run_info(voice: str, data: Mapping[str, Any]) -> RunInfo | None:
             is_resume=bool(data.get("is_resume")),
             process_token=data.get("process_token"),
             stop_requested_at=data.get("stop_requested_at"),
+            killed_after_s=data.get("killed_after_s"),
         )
     except (TypeError, ValueError):
         return None

@@ -48,8 +48,8 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
                 components["lexicon"] = tab_lexicon.build(ctx)
             with gr.Tab("Training", id="training") as training_tab:
                 components["training"] = tab_training.build(ctx)
-            with gr.Tab("Settings", id="settings"):
-                components["settings"] = tab_settings.build(ctx)
+            with gr.Tab("Settings", id="settings") as settings_tab:
+                components["settings"] = tab_settings.build(ctx, tab=settings_tab)
         ready = gr.HTML("", elem_id="app-ready", padding=False)
         history = components["history"]
         history_tab.select(  # new outputs since the page loaded show up when History is opened

@@ -5,6 +5,8 @@ apply after a restart (or a TTS reload) are marked. Also: Refresh Model List, Ch
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from typing import Any
 
 import gradio as gr
@@ -47,16 +49,18 @@ def takes_effect(spec: FieldSpec) -> str:
     return TAKES_EFFECT.get(spec.name, spec.takes_effect)
 
 
-def build(ctx: AppContext) -> dict[str, Any]:
-    """Lay out the Settings tab inside the current gr.Tab and wire its events.
+def build(ctx: AppContext, tab: Any = None) -> dict[str, Any]:
+    """Lay out the Settings tab inside the current gr.Tab (`tab`, whose opening refreshes the model
+    list) and wire its events.
 
     Returns:
         One component per AppSettings field (keyed by field name), plus `refresh_models`,
         `check_updates`, `reload_tts`, `status`, `updates` and `overrides`.
     """
     specs = field_specs(AppSettings)
-    c: dict[str, Any] = {}
+    c: dict[str, Any] = {"tab": tab} if tab is not None else {}
     gr.Markdown(INTRO)
+    c["banner"] = gr.Markdown(banner_text(ctx), visible=bool(ctx.startup_warnings), elem_id="settings-banner")
     c["overrides"] = gr.Markdown(overrides_note(ctx), elem_id="settings-overrides")
     c["status"] = gr.Markdown(ctx.engine.status(), elem_id="settings-status")
     with gr.Row(equal_height=False):
@@ -75,6 +79,12 @@ def build(ctx: AppContext) -> dict[str, Any]:
     _wire(ctx, c, specs, UpdateChecker(ctx.paths.root))
     c.update(tab_settings_doctor.build(ctx))  # the installation check, the tab's last section
     return c
+
+
+def banner_text(ctx: AppContext) -> str:
+    """The problems met reading the config files at start-up (a corrupt `config/exec.json` names the file
+    and the `.bak` copy it was moved to), shown at the top of the tab until the app restarts."""
+    return "\n".join(f"> ⚠️ **{warning}**" for warning in ctx.startup_warnings)
 
 
 def overrides_note(ctx: AppContext) -> str:
@@ -96,6 +106,9 @@ def _control(ctx: AppContext, spec: FieldSpec) -> Any:
     common = {"label": label, "info": spec.help, "elem_id": f"settings-{spec.name}"}
     if spec.name == "autoregressive_model":
         return gr.Dropdown(choices=model_choices(ctx), value=value or BASE_MODEL_VALUE, **common)
+    if spec.name == "whisper_model":
+        return gr.Dropdown(choices=list(spec.hints.get("suggestions", ())), value=value,
+                           allow_custom_value=True, **common)  # fmt: skip
     if spec.name == "device_override":
         devices = [AUTO_DEVICE] + [
             (f"{name} ({device})", device) for device, name in list_devices()
@@ -123,55 +136,66 @@ def model_choices(ctx: AppContext) -> list[tuple[str, str]]:
 def _wire(
     ctx: AppContext, c: dict[str, Any], specs: list[FieldSpec], checker: UpdateChecker
 ) -> None:
+    lock = threading.Lock()  # one change at a time: each applies to the settings the last one left
     for spec in specs:
         control = c[spec.name]
-        save = _saver(ctx, spec.name)
+        save = _saver(ctx, spec.name, lock)
         outputs = [control, c["status"]]
-        if spec.widget == "slider":
+        # `input`, not `change`: a value the page load puts into a control must not be saved back (a
+        # late echo of it would undo a change the user made meanwhile)
+        if spec.widget == "slider":  # a drag ends in release; a typed value confirmed with Enter in input
             control.release(save, inputs=control, outputs=outputs, **PRIVATE)
+            control.input(save, inputs=control, outputs=outputs, trigger_mode="always_last", **PRIVATE)
         elif spec.widget in ("checkbox", "dropdown", "radio") or spec.name == "device_override":
-            control.change(save, inputs=control, outputs=outputs, **PRIVATE)
+            control.input(save, inputs=control, outputs=outputs, **PRIVATE)
         else:  # text and numbers: save when the box is left or Enter is pressed, not per keystroke
             control.blur(save, inputs=control, outputs=outputs, **PRIVATE)
             control.submit(save, inputs=control, outputs=outputs, **PRIVATE)
     c["refresh_models"].click(
         lambda: refresh_models(ctx), outputs=c["autoregressive_model"], **PRIVATE
     )
+    if c.get("tab") is not None:  # new checkpoints appear whenever the tab is opened
+        c["tab"].select(lambda: refresh_models(ctx), outputs=c["autoregressive_model"], **PRIVATE)
     c["reload_tts"].click(lambda: reload_tts(ctx), outputs=c["status"], **PRIVATE)
     c["check_updates"].click(
         lambda: check_updates(checker, force=True), outputs=c["updates"], **PRIVATE
     )
-    # triggers=None: run when the page loads (Blocks.load of the enclosing app).
-    gr.on(None, lambda: page_load(ctx, checker), outputs=[c["updates"], c["status"]], **PRIVATE)
+    # triggers=None: run when the page loads (Blocks.load of the enclosing app): every control shows
+    # the settings in effect now (the page was built at start-up), and the model list is fresh.
+    controls = [c[spec.name] for spec in specs]
+    gr.on(None, lambda: page_load(ctx, checker), outputs=[c["updates"], c["status"], *controls],
+          **PRIVATE)  # fmt: skip
 
 
-def _saver(ctx: AppContext, name: str):
+def _saver(ctx: AppContext, name: str, lock: threading.Lock):
     def save(value: Any) -> tuple:
-        return save_setting(ctx, name, value)
+        return save_setting(ctx, name, value, lock)
 
     save.__name__ = f"save_{name}"
     return save
 
 
 @ui_handler
-def save_setting(ctx: AppContext, name: str, value: Any) -> tuple:
+def save_setting(ctx: AppContext, name: str, value: Any, lock: Any = None) -> tuple:
     """Check, apply and save one setting. A refused value puts the control back and says why.
+    `lock` serialises concurrent changes (each reads the settings the previous one left).
 
     Returns:
         (update for the control, status text or no change).
     """
     spec = next(s for s in field_specs(AppSettings) if s.name == name)
-    try:
-        if name == "autoregressive_model":
-            value = check_model_choice(ctx.paths, value)
-        change = change_setting(ctx.paths.settings_file, ctx.settings, name, value)
-    except SettingsError as error:
-        gr.Warning(str(error))
-        old = getattr(ctx.settings, name)
-        return gr.update(value="" if old is None else old), f"Not saved: {error}"
-    if not change.changed:
-        return gr.update(), gr.update()
-    ctx.update_settings(change.settings)
+    with lock or contextlib.nullcontext():
+        try:
+            if name == "autoregressive_model":
+                value = check_model_choice(ctx.paths, value)
+            change = change_setting(ctx.paths.settings_file, ctx.settings, name, value, ctx.paths.root)
+        except SettingsError as error:
+            gr.Warning(str(error))
+            old = getattr(ctx.settings, name)
+            return gr.update(value="" if old is None else old), f"Not saved: {error}"
+        if not change.changed:
+            return gr.update(), gr.update()
+        ctx.update_settings(change.settings)
     message = change.message
     if takes_effect(spec) in (RESTART, TTS_RELOAD):
         gr.Info(message)  # the user has to act: say so where it is seen from anywhere on the page
@@ -207,6 +231,19 @@ def check_updates(checker: UpdateChecker, *, force: bool = False) -> str:
 
 
 def page_load(ctx: AppContext, checker: UpdateChecker) -> tuple:
-    """On page load: the update check when "Check For Updates" is on, and the TTS status."""
+    """On page load: the update check when "Check For Updates" is on, the TTS status, and every
+    control's value from the settings in effect (a fresh model list for Autoregressive Model)."""
     updates = check_updates(checker) if ctx.settings.check_for_updates else gr.update()
-    return updates, ctx.engine.status()
+    return updates, ctx.engine.status(), *current_values(ctx)
+
+
+def current_values(ctx: AppContext) -> list[Any]:
+    """One update per setting, in declaration order, showing the value in effect."""
+    values = []
+    for spec in field_specs(AppSettings):
+        value = getattr(ctx.settings, spec.name)
+        if spec.name == "autoregressive_model":
+            values.append(gr.update(choices=model_choices(ctx), value=value or BASE_MODEL_VALUE))
+        else:
+            values.append(gr.update(value="" if value is None else value))
+    return values

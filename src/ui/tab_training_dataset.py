@@ -14,7 +14,6 @@ import soundfile as sf
 
 from src.context import AppContext
 from src.errors import InvalidInput, TrainingError
-from src.ffmpeg import FfmpegError, find_ffmpeg
 from src.paths import SPECIAL_VOICES
 from src.settings import WHISPER_BACKENDS, WHISPER_MODELS
 from src.training.dataset import (
@@ -29,7 +28,6 @@ from src.training.dataset import (
 from src.training.dataset_job import prepare_voice_dataset
 from src.ui.common import named_handler
 from src.ui.errors import ui_handler
-from tortoise import VoiceBpeTokenizer
 
 PRIVATE: dict[str, Any] = {"api_visibility": "private"}
 REVIEW_HEADERS = ["Clip", "Split", "Duration (s)", "Transcript", "Flags"]
@@ -181,19 +179,6 @@ def warnings_text(warnings: list[str]) -> str:
     return "\n".join(f"- ⚠️ {w}" for w in warnings)
 
 
-def _tokenizer(ctx: AppContext) -> VoiceBpeTokenizer | None:
-    """The TorToiSe tokenizer to flag unknown characters, when its file is installed."""
-    path = ctx.paths.tortoise_models_dir / "tokenizer.json"
-    return VoiceBpeTokenizer(path) if path.is_file() else None
-
-
-def _ffmpeg(ctx: AppContext) -> Path | None:
-    try:
-        return find_ffmpeg(ctx.paths.root)
-    except FfmpegError:
-        return None  # WAV and FLAC still load; other formats then name the missing ffmpeg
-
-
 def _options(values: dict[str, Any]) -> DatasetOptions:
     kwargs = {}
     for name in DATASET_OPTION_FIELDS:
@@ -218,10 +203,11 @@ def prepare_clicked(ctx: AppContext, values: dict[str, Any], progress: Any = Non
     refuse_while_training(ctx, voice)
     options = _options(values)
     transcriber = ctx.create_transcriber(values["backend"], values["model"])
-    report = (lambda fraction, text: progress(fraction, desc=text)) if progress else None
+    # `is not None`: a gr.Progress is falsy (it has a length), so `if progress` would drop the bar
+    report = (lambda fraction, text: progress(fraction, desc=text)) if progress is not None else None
     prepared = prepare_voice_dataset(
         ctx.paths, ctx.engine, ctx.voices.voice_dir(voice), transcriber, values["language"] or "",
-        options, report, tokenizer=_tokenizer(ctx), ffmpeg_path=_ffmpeg(ctx),
+        options, report, tokenizer=ctx.tokenizers.find(),
     )  # fmt: skip
     summary, notes = prepared.summary, prepared.notes
     for warning in summary.warnings:
@@ -242,7 +228,7 @@ def load_review(ctx: AppContext, voice: str | None, values: dict[str, Any] | Non
     if folder is None or not (folder / "train.txt").is_file():
         hint = f"No dataset for '{voice}' yet; press Prepare." if voice else ""
         return hint, "", [], "", None, ""
-    clips = load_dataset(folder, _tokenizer(ctx))
+    clips = load_dataset(folder, ctx.tokenizers.find())
     options = _options(values) if values else DatasetOptions()
     train = sum(c.split == "train" for c in clips)
     validation = sum(c.split == "validation" for c in clips)
@@ -290,9 +276,9 @@ def save_transcript(ctx: AppContext, voice: str, clip: str, text: str) -> tuple:
         raise InvalidInput("Click a clip in the review table first.")
     refuse_while_training(ctx, voice)
     folder = ctx.paths.training_dir_for(voice)
-    saved = edit_clip_text(folder, clip, text, _tokenizer(ctx))
+    saved = edit_clip_text(folder, clip, text, ctx.tokenizers.find())
     gr.Info(f"Transcript of {clip} saved.")
-    return review_rows(load_dataset(folder, _tokenizer(ctx))), saved.text
+    return review_rows(load_dataset(folder, ctx.tokenizers.find())), saved.text
 
 
 @ui_handler
@@ -304,7 +290,7 @@ def delete_selected(ctx: AppContext, voice: str, clip: str) -> tuple:
     folder = ctx.paths.training_dir_for(voice)
     delete_clip(folder, clip)
     gr.Info(f"{clip} deleted from the dataset.")
-    clips = load_dataset(folder, _tokenizer(ctx))
+    clips = load_dataset(folder, ctx.tokenizers.find())
     return summary_text(clips), review_rows(clips), "", None, ""
 
 

@@ -11,15 +11,16 @@ import pandas as pd
 
 from src.context import AppContext
 from src.errors import InvalidInput
-from src.training.runner import TrainingStatus, configured_voices
+from src.training.runner import TrainingStatus, configured_voices, unload_for_training
 from src.ui.errors import ui_handler
 from src.ui.tab_training_dataset import PRIVATE, clip_audio, keep_choice
 
 QUIET: dict[str, Any] = {"api_visibility": "private", "show_progress": "hidden"}
 # What a refresh shows (run_view's values, in order) and reads (the run, buffer size, checkpoint).
 VIEW_KEYS = ("run_status", "run_message", "run_console", "run_loss_plot", "run_lr_plot",
-             "run_grad_plot", "run_checkpoint")  # fmt: skip
-WATCH_KEYS = ("run_voice", "run_buffer", "run_checkpoint")
+             "run_grad_plot", "run_checkpoint", "run_latest")  # fmt: skip
+WATCH_KEYS = ("run_voice", "run_buffer", "run_checkpoint", "run_latest")
+SAMPLED = ":sample"  # suffix of a checkpoint choice whose sample exists (the value changes when it appears)
 PLOT_HEIGHT = 260
 # Every series named up front: the plot fixes its colours from the first data it gets (often none).
 LOSS_COLORS = {
@@ -29,7 +30,7 @@ LOSS_COLORS = {
 TIMER_S = 2.0
 SETTINGS_NOTE = (
     "Checkpoints are saved as `training/<voice>/finetune/models/<step>_gpt.pth`; pick one in "
-    "**Settings → Autoregressive Model** (press Refresh Model List) to generate with it."
+    "**Settings → Autoregressive Model** to generate with it."
 )
 
 
@@ -60,6 +61,8 @@ def layout(ctx: AppContext, c: dict[str, Any]) -> None:
             c["run_sample"] = gr.Audio(
                 label="Checkpoint Sample", interactive=False, elem_id="train-run-sample"
             )
+            # the newest step with a sample seen so far: a newer one is selected (and played) as it lands
+            c["run_latest"] = gr.Textbox(visible=False, elem_id="train-run-latest")
             gr.Markdown(SETTINGS_NOTE)
         with gr.Column(scale=2):
             c["run_status"] = gr.Textbox(
@@ -91,21 +94,24 @@ def run_view(
     voice: str | None,
     buffer: float,
     checkpoint: str | None,
+    latest: str | None = None,
     status: TrainingStatus | None = None,
 ) -> list[Any]:
     """Everything Run Training shows for `voice`: status, message, console, 3 plots, checkpoints.
 
     Returns:
-        [status line, message, console, loss frame, lr frame, grad-norm frame, checkpoint update].
+        [status line, message, console, loss frame, lr frame, grad-norm frame, checkpoint update,
+        newest sampled step].
     """
     if not voice:
-        return ["", "", "", None, None, None, gr.update(choices=[], value=None)]
+        return ["", "", "", None, None, None, gr.update(choices=[], value=None), ""]
     runner = ctx.train_runner
     status = status or runner.status(voice)
     frames = runner.plot_frames(voice)
-    choices = [(f"Step {ck.step}" + ("" if ck.sample_path else " (no sample)"), str(ck.step))
-               for ck in runner.checkpoints(voice)]  # fmt: skip
-    values = [value for _, value in choices]
+    checkpoints = runner.checkpoints(voice)
+    choices = [(f"Step {ck.step}" + ("" if ck.sample_path else " (no sample)"),
+                f"{ck.step}{SAMPLED if ck.sample_path else ''}") for ck in checkpoints]  # fmt: skip
+    value, newest = pick_checkpoint(checkpoints, checkpoint, latest)
     return [
         status_text(status),
         message_text(status),
@@ -113,10 +119,26 @@ def run_view(
         loss_plot_value(frames.losses),
         frames.lr,
         frames.grad_norm,
-        gr.update(
-            choices=choices, value=checkpoint if checkpoint in values else next(iter(values), None)
-        ),
+        gr.update(choices=choices, value=value),
+        newest,
     ]
+
+
+def pick_checkpoint(checkpoints: list[Any], chosen: str | None, latest: str | None) -> tuple[str | None, str]:
+    """(the checkpoint value to select, the newest sampled step as text).
+
+    A sample newer than `latest` (the newest one the page has seen) is selected, so it plays as it
+    lands; otherwise the chosen step stays selected (its value gains SAMPLED when its sample appears,
+    which plays it too); else the newest step."""
+    by_step = {str(ck.step): f"{ck.step}{SAMPLED if ck.sample_path else ''}" for ck in checkpoints}
+    sampled = [ck.step for ck in checkpoints if ck.sample_path]
+    newest = str(max(sampled)) if sampled else ""
+    if newest and (not latest or not latest.isdigit() or int(newest) > int(latest)):
+        return by_step[newest], newest
+    step = (chosen or "").split(":")[0]
+    if step in by_step:
+        return by_step[step], newest
+    return (by_step[str(checkpoints[0].step)] if checkpoints else None), newest
 
 
 def loss_plot_value(losses: pd.DataFrame) -> pd.DataFrame:
@@ -149,10 +171,9 @@ def train_clicked(ctx: AppContext, voice: str | None) -> None:
         raise InvalidInput(
             "Choose a Training Configuration first (save one in Generate Configuration)."
         )
-    unloaded = ctx.engine.unload()
+    note = unload_for_training(ctx.engine)
     ctx.train_runner.start(voice)
-    note = " TorToiSe was unloaded to free memory." if unloaded else ""
-    gr.Info(f"Training '{voice}' started.{note}")
+    gr.Info(f"Training '{voice}' started. {note}".strip())
 
 
 @ui_handler
@@ -165,7 +186,7 @@ def stop_clicked(ctx: AppContext, voice: str | None) -> None:
 
 @ui_handler
 def reconnect_clicked(
-    ctx: AppContext, voice: str | None, buffer: float, checkpoint: str | None
+    ctx: AppContext, voice: str | None, buffer: float, checkpoint: str | None, latest: str | None = None
 ) -> list:
     """Reconnect -> reload everything from the run's files; the timer runs while the run is live."""
     if not voice:
@@ -174,14 +195,16 @@ def reconnect_clicked(
     if not status.is_running:
         last = status.message.partition("\n")[0] if status.state != "idle" else ""
         gr.Warning(f"Training is not in progress for '{voice}'. {last}".strip())
-    return [*run_view(ctx, voice, buffer, checkpoint, status), gr.Timer(active=status.is_running)]
+    return [*run_view(ctx, voice, buffer, checkpoint, latest, status), gr.Timer(active=status.is_running)]
 
 
 @ui_handler
-def tick(ctx: AppContext, voice: str | None, buffer: float, checkpoint: str | None) -> list[Any]:
+def tick(
+    ctx: AppContext, voice: str | None, buffer: float, checkpoint: str | None, latest: str | None = None
+) -> list[Any]:
     """Timer refresh while a run is live; the last tick after it ends says how it ended."""
     status = ctx.train_runner.status(voice) if voice else None
-    view = run_view(ctx, voice, buffer, checkpoint, status)
+    view = run_view(ctx, voice, buffer, checkpoint, latest, status)
     if status is None or not status.is_running:
         if status is not None and status.state == "failed":
             gr.Warning(status.message.partition("\n")[0])
@@ -196,18 +219,21 @@ def show_sample(ctx: AppContext, voice: str | None, step: str | None) -> Any:
     """The sample WAV of a checkpoint step, if it was written."""
     if not voice or not step:
         return None
-    found = [ck for ck in ctx.train_runner.checkpoints(voice) if str(ck.step) == str(step)]
+    step = str(step).split(":")[0]
+    found = [ck for ck in ctx.train_runner.checkpoints(voice) if str(ck.step) == step]
     return clip_audio(found[0].sample_path) if found and found[0].sample_path else None
 
 
 @ui_handler
-def attach(ctx: AppContext, voice: str | None, buffer: float, checkpoint: str | None) -> list[Any]:
+def attach(
+    ctx: AppContext, voice: str | None, buffer: float, checkpoint: str | None, latest: str | None = None
+) -> list[Any]:
     """When the page or the tab opens: the configuration list (a live run first) and its view,
     with the timer on while that run is live (re-attaching after a reload needs no click)."""
     configs = configured_voices(ctx.paths)
     running = ctx.train_runner.running_voices()
     chosen = voice if voice in running else (running[0] if running else keep_choice(configs, voice))
-    view = run_view(ctx, chosen, buffer, checkpoint)
+    view = run_view(ctx, chosen, buffer, checkpoint, latest)
     return [gr.update(choices=configs, value=chosen), *view, gr.Timer(active=bool(running))]
 
 
@@ -257,8 +283,8 @@ def wire(ctx: AppContext, c: dict[str, Any]) -> None:
 
 @ui_handler
 def reconnect_view(
-    ctx: AppContext, voice: str | None, buffer: float, checkpoint: str | None
+    ctx: AppContext, voice: str | None, buffer: float, checkpoint: str | None, latest: str | None = None
 ) -> list:
     """Picking a configuration shows its run (live or last); the timer runs while it is live."""
     live = bool(voice) and ctx.train_runner.is_running(voice)
-    return [*run_view(ctx, voice, buffer, checkpoint), gr.Timer(active=live)]
+    return [*run_view(ctx, voice, buffer, checkpoint, latest), gr.Timer(active=live)]

@@ -112,7 +112,7 @@ def test_wrong_types_fall_back_to_default_and_say_so(tmp_path):
     path = tmp_path / "exec.json"
     path.write_text(json.dumps({
         "schema_version": 1, "low_vram": "yes", "sample_batch_size": 4.0, "output_volume": 1,
-        "whisper_model": "huge", "output_sample_rate": -5, "share": True, "frobnicate": 1, "extra2": 2,
+        "whisper_model": 5, "output_sample_rate": -5, "share": True, "frobnicate": 1, "extra2": 2,
     }))  # fmt: skip
     loaded = load_settings(path)
     s = loaded.value
@@ -194,7 +194,7 @@ def test_no_flags_change_nothing_and_bad_values_fail():
     with pytest.raises(SettingsError, match="--output-sample-rate"):
         apply_cli_overrides(settings, parser.parse_args(["--output-sample-rate", "5"]))
     with pytest.raises(SystemExit):
-        parser.parse_args(["--whisper-model", "gigantic"])
+        parser.parse_args(["--whisper-backend", "gigantic"])
     mine = add_setting_arguments(argparse.ArgumentParser())
     assert mine.parse_args(["--share"]).share is True
     assert apply_cli_overrides(settings, argparse.Namespace(low_vram=None)) == settings

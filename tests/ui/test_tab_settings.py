@@ -130,10 +130,10 @@ def test_update_check_on_page_load_only_when_enabled(ctx):
         return UpdateStatus(BEHIND, "An update is available: 1 new commit(s) on origin/master.", 1)
 
     checker = UpdateChecker(ctx.paths.root, check=fake)
-    updates, status = tab_settings.page_load(ctx, checker)
+    updates, status, *_ = tab_settings.page_load(ctx, checker)
     assert updates == {"__type__": "update"} and calls == [] and "not loaded" in status
     tab_settings.save_setting(ctx, "check_for_updates", True)
-    updates, _ = tab_settings.page_load(ctx, checker)
+    updates, *_ = tab_settings.page_load(ctx, checker)
     assert "An update is available" in updates and len(calls) == 1
     assert "An update is available" in tab_settings.check_updates(checker, force=True)
     assert len(calls) == 2
@@ -148,5 +148,54 @@ def test_settings_tab_in_the_app(ctx):
     demo = build_ui(ctx)
     c = demo.app_components["settings"]
     assert set(c) >= {f.name for f in field_specs(AppSettings)}
-    on_load = [fn for fn in demo.fns.values() if fn.outputs == [c["updates"], c["status"]]]
+    on_load = [fn for fn in demo.fns.values() if fn.outputs[:2] == [c["updates"], c["status"]]]
     assert [fn.targets for fn in on_load] == [[(0, "load")]]  # the update check runs on page load
+    assert on_load[0].outputs[2:] == [c[spec.name] for spec in field_specs(AppSettings)]
+
+
+def test_page_load_shows_the_settings_in_effect_and_new_checkpoints(ctx):
+    tab_settings.save_setting(ctx, "whisper_backend", "faster-whisper")
+    checkpoint = ctx.paths.training_dir / "amy" / "finetune" / "models" / "10_gpt.pth"
+    checkpoint.parent.mkdir(parents=True)
+    checkpoint.write_bytes(b"weights")  # written by a run after the page was built
+    _, _, *values = tab_settings.page_load(ctx, UpdateChecker(ctx.paths.root))
+    by_name = dict(zip([s.name for s in field_specs(AppSettings)], values, strict=True))
+    assert by_name["whisper_backend"]["value"] == "faster-whisper"
+    assert by_name["output_volume"]["value"] == 0.5 and by_name["output_sample_rate"]["value"] == 24000
+    assert str(checkpoint.resolve()) in [v for _, v in by_name["autoregressive_model"]["choices"]]
+    assert tab_settings.refresh_models(ctx)["choices"] == by_name["autoregressive_model"]["choices"]
+
+
+def test_a_whisper_model_path_is_saved_and_bad_ones_are_refused(ctx, tmp_path):
+    import torch
+
+    folder = tmp_path / "ct2"
+    folder.mkdir()
+    (folder / "model.bin").write_bytes(b"x")
+    _, message = tab_settings.save_setting(ctx, "whisper_model", str(folder))
+    assert ctx.settings.whisper_model == str(folder.resolve()) and "Saved Whisper Model" in message
+    assert load_settings(ctx.paths.settings_file).value.whisper_model == str(folder.resolve())
+    checkpoint = tmp_path / "tiny.pt"
+    torch.save({"dims": {"n_mels": 80}, "model_state_dict": {}}, checkpoint)
+    tab_settings.save_setting(ctx, "whisper_model", str(checkpoint))
+    assert ctx.settings.whisper_model == str(checkpoint.resolve())
+    other = tmp_path / "other.pt"
+    torch.save({"weight": torch.zeros(2)}, other)
+    for bad, why in ((str(tmp_path / "missing.pt"), "does not exist"), (str(other), "another kind of model"),
+                     (str(tmp_path), "no model.bin")):  # fmt: skip
+        control, message = tab_settings.save_setting(ctx, "whisper_model", bad)
+        assert why in message and control["value"] == str(checkpoint.resolve())
+    assert ctx.settings.whisper_model == str(checkpoint.resolve())
+    tab_settings.save_setting(ctx, "whisper_model", "tiny.en")
+    assert ctx.settings.whisper_model == "tiny.en"
+
+
+def test_a_corrupt_settings_file_is_shown_in_a_banner(tmp_path):
+    context = make_context(tmp_path / "app", FakeTTS())
+    context.paths.settings_file.parent.mkdir(parents=True, exist_ok=True)
+    context.paths.settings_file.write_text("{ not json")
+    loaded = load_settings(context.paths.settings_file)
+    context.startup_warnings = loaded.warnings
+    with gr.Blocks():
+        c = tab_settings.build(context)
+    assert c["banner"].visible and "exec.json" in c["banner"].value and "exec.json.bak" in c["banner"].value

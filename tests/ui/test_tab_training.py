@@ -4,6 +4,7 @@ Run Training (Train, a second Train, the timer, Stop, Reconnect, a crash)."""
 
 import json
 import time
+from pathlib import Path
 
 import gradio as gr
 import pytest
@@ -98,7 +99,8 @@ def test_prepare_shows_counts_review_and_named_problems(ctx):
 def test_review_select_edit_and_delete(ctx):
     tab_training_dataset.prepare_clicked(ctx, prepare_values())
     summary, warnings, rows, *_ = tab_training_dataset.load_review(ctx, "amy")
-    assert "**4** training lines" in summary and warnings == ""
+    assert "**4** training lines" in summary
+    assert "validation.txt is empty" in warnings and "Validation Text Length Threshold" in warnings
     clip, audio, text = tab_training_dataset.select_clip(ctx, "amy", rows[1])
     assert clip == "audio/clip2.wav" and text == rows[1][3]
     rate, samples = audio
@@ -109,6 +111,7 @@ def test_review_select_edit_and_delete(ctx):
         tab_training_dataset.save_transcript(ctx, "amy", clip, "a | b")
     summary, rows, clip, audio, text = tab_training_dataset.delete_selected(ctx, "amy", clip)
     assert "**3** training lines" in summary and "audio/clip2.wav" not in [r[0] for r in rows]
+    assert "3 training lines" in tab_training_config.dataset_info_text(ctx, "amy")  # what cfg_tab shows
     assert not (ctx.paths.training_dir / "amy" / "audio" / "clip2.wav").exists()
     with pytest.raises(gr.Error, match="Click a clip"):
         tab_training_dataset.delete_selected(ctx, "amy", "")
@@ -284,7 +287,8 @@ def test_train_watch_stop_and_reconnect(ctx):
         *view, timer = tab_training_run.tick(ctx, "amy", 8, None)
         return view if view[3].loss.notna().sum() >= 9 and view[6]["choices"] else None
 
-    status, message, console, losses, lr, grad, checkpoints = wait_for(ticked)
+    status, message, console, losses, lr, grad, checkpoints, latest = wait_for(ticked)
+    assert latest and checkpoints["value"] == f"{latest}:sample"  # the newest sample is selected
     assert status.startswith("[") and "[Epoch" in status and "it/s]" in status
     assert "Training 'amy' (process" in message and "step " in console
     drawn = losses[losses.loss.notna()]
@@ -315,9 +319,11 @@ def test_a_page_reload_reattaches_to_a_live_run(ctx):
     write_fake_config(ctx, "bob")
     ctx.train_runner.start("bob")
     try:
-        prep_voice, dataset, run_voice, *view, timer = tab_training.on_open(
+        prep_voice, dataset, backend, model, run_voice, *view, timer = tab_training.on_open(
             ctx, None, None, "amy", 8, None
         )
+        settings = ctx.settings
+        assert (backend["value"], model["value"]) == (settings.whisper_backend, settings.whisper_model)
         assert run_voice["value"] == "bob" and timer_active(timer)
         assert prep_voice["choices"] == ["amy"]
         *view, timer = tab_training_run.reconnect_clicked(ctx, "bob", 8, None)
@@ -358,3 +364,20 @@ def test_run_input_checks(ctx):
     with pytest.raises(gr.Error, match="no saved training configuration"):
         tab_training_run.train_clicked(ctx, "amy")
     assert tab_training_run.run_view(ctx, None, 8, None)[0] == ""
+
+
+def test_a_new_sample_is_selected_as_it_lands_and_a_chosen_step_is_kept():
+    from src.training.progress import CheckpointInfo
+
+    def cks(*steps, sampled=()):
+        return [CheckpointInfo(s, Path(f"{s}_gpt.pth"), Path(f"{s}.wav") if s in sampled else None)
+                for s in sorted(steps, reverse=True)]  # fmt: skip
+
+    pick = tab_training_run.pick_checkpoint
+    assert pick([], None, "") == (None, "")
+    assert pick(cks(5), None, "") == ("5", "")  # no sample yet
+    assert pick(cks(5), "5", "") == ("5", "")
+    assert pick(cks(5, sampled=(5,)), "5", "") == ("5:sample", "5")  # its sample landed: the value changes
+    assert pick(cks(5, 10, sampled=(5,)), "5:sample", "5") == ("5:sample", "5")  # 10 renders: keep 5
+    assert pick(cks(5, 10, sampled=(5, 10)), "5:sample", "5") == ("10:sample", "10")  # 10 landed
+    assert pick(cks(5, 10, sampled=(5, 10)), "5:sample", "10") == ("5:sample", "10")  # the user went back

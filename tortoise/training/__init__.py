@@ -4,6 +4,7 @@ DL-Art-School, in plain PyTorch. Run it with `python -m tortoise.training --conf
 
 from tortoise.training.config import TrainerConfig, load_config
 from tortoise.training.errors import DatasetError, ResumeError, TrainingError
+from tortoise.training.memory import release_memory, resident_bytes
 from tortoise.training.metrics import read_metrics
 from tortoise.training.trainer import Trainer, TrainingResult, train
 
@@ -16,5 +17,7 @@ __all__ = [
     "TrainingResult",
     "load_config",
     "read_metrics",
+    "release_memory",
+    "resident_bytes",
     "train",
 ]

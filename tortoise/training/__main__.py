@@ -2,8 +2,10 @@
 
 Logs to stdout (metrics as `Training Metrics: {json}` lines; everything also in <run>/metrics.jsonl) and
 exits 0 when done, 1 with a one-paragraph message for a problem the user can fix, 3 for an internal error,
-130 when interrupted. SIGTERM (Windows: CTRL_BREAK) asks a single-process run to stop after the current
-step and save a checkpoint (exit 0); a second one interrupts at once.
+130 when interrupted. SIGTERM (Windows: CTRL_BREAK) asks a single-process run to stop: after the current
+step it saves a checkpoint and exits 0; during a checkpoint sample the sample is cancelled; during a save
+the save is abandoned (the previous checkpoint stays the newest complete one) and it exits 0. A second
+signal interrupts at once.
 Multi-GPU: `torchrun --nproc_per_node N -m tortoise.training --config ...`.
 """
 
@@ -14,7 +16,6 @@ import logging
 import os
 import signal
 import sys
-import threading
 
 EXIT_OK, EXIT_USER_ERROR, EXIT_INTERNAL_ERROR, EXIT_INTERRUPTED = 0, 1, 3, 130
 
@@ -36,19 +37,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _install_stop_handler(log: logging.Logger) -> threading.Event:
-    """SIGTERM (CTRL_BREAK on Windows) sets the returned event: the trainer saves and ends after the
-    current step. A second signal interrupts at once. Only for a single process: under torchrun the
-    ranks would stop at different steps, so there the default (terminate) stays."""
-    stop = threading.Event()
+def _install_stop_handler(log: logging.Logger):
+    """SIGTERM (CTRL_BREAK on Windows) goes to the returned StopControl (see tortoise.training.control).
+    Only for a single process: under torchrun the ranks would stop at different steps, so there the
+    default (terminate) stays."""
+    from tortoise.training.control import SAMPLING, SAVING, StopControl
+
+    stop = StopControl()
     if int(os.environ.get("WORLD_SIZE", 1)) > 1:
         return stop
+    what = {SAVING: "abandoning the save in progress", SAMPLING: "cancelling the checkpoint sample"}
 
     def request_stop(signum: int, frame: object) -> None:
-        if stop.is_set():
-            raise KeyboardInterrupt
-        log.info("Stop requested: saving a checkpoint after the current step.")
-        stop.set()
+        if not stop():
+            doing = what.get(stop.phase, "saving a checkpoint after the current step")
+            log.info("Stop requested: %s.", doing)
+        stop.request()
 
     for name in ("SIGTERM", "SIGBREAK"):
         if hasattr(signal, name):
@@ -69,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     from tortoise.download import default_models_dir
     from tortoise.errors import TortoiseError
     from tortoise.training import load_config, train
+    from tortoise.training.control import SaveAbandoned
 
     stop = _install_stop_handler(log)
     try:
@@ -83,10 +88,14 @@ def main(argv: list[str] | None = None) -> int:
         config = load_config(args.config, merge=merge, **overrides)
         if args.models_dir or config.models_dir is None:
             config = config.replace(models_dir=Path(args.models_dir or default_models_dir()))
-        train(config, device=args.device, should_stop=stop.is_set)
+        train(config, device=args.device, should_stop=stop)
     except TortoiseError as e:
         log.error("%s", e)
         return EXIT_USER_ERROR
+    except SaveAbandoned:
+        log.info("Stopped during a save; that checkpoint was not written. The newest complete checkpoint "
+                 "and training state are intact.")
+        return EXIT_OK
     except KeyboardInterrupt:
         log.error("Interrupted; resume from the newest training_state/<step>.state.")
         return EXIT_INTERRUPTED

@@ -58,6 +58,8 @@ class TrainerConfig:
         seed: seeds the epoch shuffles (the same on every process, so shards never overlap).
         max_nonfinite_steps: consecutive non-finite losses that abort the run.
         sample_enabled, sample_text, sample_voice_clips, sample_preset: the checkpoint sample.
+        sample_model_configs: constructor overrides of the sample's decoder models (tests: tiny sizes).
+        sample_overrides: GenerationOptions fields for the sample (e.g. fewer diffusion iterations).
         name: run name for logs. config_path: the yaml it came from (copied into the run folder).
     """
 
@@ -109,6 +111,8 @@ class TrainerConfig:
     sample_text: str = DEFAULT_SAMPLE_TEXT
     sample_voice_clips: tuple[Path, ...] = ()
     sample_preset: str = "ultra_fast"
+    sample_model_configs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    sample_overrides: dict[str, Any] = field(default_factory=dict)
     name: str = "finetune"
     config_path: Path | None = None
 
@@ -156,7 +160,7 @@ def load_config(
     Relative paths in the file resolve against the file's folder. Besides the DLAS keys, optional keys
     `path.models_dir`, `path.dvae`, `path.tokenizer`, `path.mel_norms`, `path.codes_cache`,
     `networks.dvae.kwargs`, `bf16`, `seed` and an `ext.sample` block ({enabled, text, voice_clips,
-    preset}) are understood.
+    preset, model_configs, overrides}) are understood.
 
     Args:
         path: the yaml file.
@@ -270,6 +274,9 @@ def _from_mapping(data: dict[str, Any], base: Path) -> dict[str, Any]:
         clips = sample.get("voice_clips") or []
         values["sample_voice_clips"] = tuple(
             Path(c) if Path(c).is_absolute() else base / c for c in clips)
+        configs = sample.get("model_configs") or {}
+        values["sample_model_configs"] = {str(k): dict(v) for k, v in configs.items() if isinstance(v, dict)}
+        values["sample_overrides"] = dict(sample.get("overrides") or {})
     return values
 
 

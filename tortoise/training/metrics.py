@@ -32,7 +32,8 @@ class MetricsLog:
 
     Args:
         path: the jsonl file; None writes nothing (non-zero ranks).
-        print_freq: train records are echoed to the log every this many steps (all go to the file).
+        print_freq: train records are echoed in full to the log every this many steps (all go to the
+            file); the other steps get one short line each.
     """
 
     def __init__(self, path: Path | None, print_freq: int = 1):
@@ -52,6 +53,9 @@ class MetricsLog:
             self._file.flush()
             if kind != "train" or record.get("step", 0) % self.print_freq == 0 or record.get("step") == 1:
                 log.info("%s: %s", _LOG_PREFIX.get(kind, kind.capitalize()), json.dumps(record))
+            else:  # one short line per step, so a console tail moves with every step
+                log.info("Step %s/%s: loss %s", record.get("step"), record.get("steps", "?"),
+                         _short(record.get("loss_gpt_total")))
         return record
 
     def close(self) -> None:
@@ -85,3 +89,7 @@ def _clean(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     return value
+
+
+def _short(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else str(value)

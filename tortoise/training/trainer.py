@@ -5,8 +5,10 @@ Runs alone or as one process of a torchrun group (rank 0 alone writes files).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,10 +21,12 @@ from torch.utils.data import DataLoader
 from tortoise import models as registry
 from tortoise.download import ModelStore, sha256_of
 from tortoise.dvae_codes import DLAS_PADDED_SAMPLES, encode_clips
+from tortoise.errors import GenerationCancelled
 from tortoise.mel import load_mel_norms
 from tortoise.tokenizer import VoiceBpeTokenizer
 from tortoise.training import checkpoint as ckpt
 from tortoise.training.config import TrainerConfig, resolved_model_config
+from tortoise.training.control import SAMPLING, SAVING, StopControl
 from tortoise.training.data import (
     MAX_TEXT_TOKENS,
     Clip,
@@ -33,6 +37,13 @@ from tortoise.training.data import (
 )
 from tortoise.training.distributed import Distributed
 from tortoise.training.errors import DatasetError, ResumeError, TrainingError
+from tortoise.training.memory import (
+    MARGIN,
+    available_memory,
+    estimate_run_memory,
+    gigabytes,
+    release_memory,
+)
 from tortoise.training.metrics import MetricsLog
 from tortoise.training.objective import LRSchedule, TrainingForward
 from tortoise.training.sample import CheckpointSampler, SampleFn
@@ -73,10 +84,11 @@ class Trainer:
     Args:
         config: the run's settings (`load_config` reads them from train.yaml).
         device: "auto" (CUDA when available, the process's local GPU under torchrun), "cpu", "cuda", ...
-        sample_fn: called after each save with (gpt path, wav path, step); None uses `CheckpointSampler`
-            when `config.sample_enabled`.
+        sample_fn: called after each save with (model, wav path, step, cancel); None uses
+            `CheckpointSampler` when `config.sample_enabled`.
         on_record: receives every metrics record (for in-process callers such as a UI).
-        should_stop: polled every step; True saves a checkpoint and ends the run.
+        should_stop: polled every step (and during a sample); True saves a checkpoint and ends the run.
+            A `StopControl` is also told the phase (saving, sampling), so a stop can abandon a save.
 
     Raises (from `run`):
         TrainingError: bad config, dataset, source model, resume state, disk full, or too many
@@ -142,8 +154,6 @@ class Trainer:
         if state is not None:
             self._restore(state)
         self.last_saved_step = self.step
-        if self.sample_fn is None and c.sample_enabled and self.dist.is_main:
-            self.sample_fn = self._default_sampler()
         spe = self.sampler.batches_per_epoch
         log.info("Start training from epoch: %d, iter: %d", self.epoch, self.step)
         log.info("%d clips, %d steps per epoch, %d steps in total, %s on %s x%d, optimiser %s.",
@@ -152,6 +162,11 @@ class Trainer:
         self._record("start", step=self.step, steps=c.iterations, epoch=self.epoch, steps_per_epoch=spe,
                      batch_size=c.batch_size, world_size=self.dist.world_size,
                      resumed_from=str(c.resume_state) if state else None)
+        if self.sample_fn is None and c.sample_enabled and self.dist.is_main:
+            self.sample_fn = self._default_sampler()
+        elif self.sample_fn is None and self.dist.is_main:
+            self._samples_off("checkpoint samples are turned off in the configuration")
+        self._fit_memory()
 
     def _loop(self) -> bool:
         """Epochs of steps until `iterations`; returns True when `should_stop` ended it early."""
@@ -247,6 +262,48 @@ class Trainer:
                                  persistent_workers=c.workers > 0)
         self.voice_clips = c.sample_voice_clips or tuple(
             clip.audio for clip in sorted(train_clips, key=lambda x: -x.samples)[:3])
+        every = train_clips + val_clips
+        self.longest = (max(clip.samples for clip in every) // 1024 + 1,
+                        max(len(clip.tokens) for clip in every))
+
+    def _estimate(self, batch_size: int, workers: int, sample: bool):
+        c = self.config
+        return estimate_run_memory(
+            c.model_kwargs, batch_size=batch_size, longest_codes=self.longest[0],
+            longest_text=self.longest[1], workers=workers, sample=sample, models_dir=c.models_dir,
+            eight_bit_adam=self.optimizer_kind != "adamw",
+            gradient_checkpointing=c.use_gradient_checkpointing, heads=self.model.gpt.h[0].attn.heads)
+
+    def _fit_memory(self) -> None:
+        """Estimate the peak memory; lower the workers, then turn samples off, then refuse, until it fits."""
+        c = self.config
+        batch = max(1, c.batch_size // self.dist.world_size)
+        available = int(available_memory(self.dist.device) * MARGIN)
+        workers, sample = c.workers, self.sample_fn is not None
+        estimate = self._estimate(batch, workers, sample)
+        changes = []
+        if estimate.peak > available and workers:
+            workers, estimate = 0, self._estimate(batch, 0, sample)
+            changes.append(f"data-loader workers {c.workers} -> 0")
+            self.loader = DataLoader(self.train_set, batch_sampler=self.sampler, collate_fn=collate,
+                                     num_workers=0, pin_memory=self.dist.device.type == "cuda")
+        if estimate.peak > available and sample:
+            sample, estimate = False, self._estimate(batch, workers, False)
+            self.sample_fn = None
+            changes.append("checkpoint samples off")
+            self._samples_off(f"they would not fit in memory ({gigabytes(available)} usable)")
+        self._record("memory", step=self.step, estimate=estimate.peak, available=available, changes=changes,
+                     parts=estimate.describe())
+        log.info("Memory: the run needs %s; %s usable on %s.%s", estimate.describe(), gigabytes(available),
+                 self.dist.device, f" Lowered: {', '.join(changes)}." if changes else "")
+        if estimate.peak <= available:
+            return
+        fits = [b for b in range(batch - 1, 0, -1) if self._estimate(b, workers, sample).peak <= available]
+        hint = (f"Lower Batch Size to {fits[0] * self.dist.world_size} (raise Gradient Accumulation to keep "
+                "the effective batch)" if fits else "Turn on gradient checkpointing, use shorter clips")
+        raise TrainingError(
+            f"This run needs {estimate.describe()}, but only {gigabytes(available)} of memory is usable on "
+            f"{self.dist.device}. {hint}, or close other programs, and start again.")
 
     def _check_dataset(self, clips: list[Clip]) -> None:
         c = self.config
@@ -288,12 +345,57 @@ class Trainer:
         return codes
 
     def _default_sampler(self) -> SampleFn | None:
-        if self.config.models_dir is None:
-            log.warning("Checkpoint samples are off: no models folder is set.")
+        c = self.config
+        if c.models_dir is None:
+            self._samples_off("no models folder is set")
             return None
         device = "cpu" if self.dist.device.type == "cpu" else str(self.dist.device)
-        return CheckpointSampler(self.config.models_dir, self.voice_clips, self.config.sample_text,
-                                 self.config.sample_preset, device, self.config.model_kwargs)
+        sampler = CheckpointSampler(c.models_dir, self.voice_clips, c.sample_text, c.sample_preset, device,
+                                    c.sample_model_configs, c.sample_overrides)
+        try:
+            sampler.check(self.model)
+        except (TrainingError, OSError, RuntimeError) as e:  # unreadable decoder files land here too
+            self._samples_off(str(e))
+            return None
+        return sampler
+
+    def _check_disk(self) -> None:
+        """Warn (log and a `disk` record) when the coming save may not fit on the disk; the save still
+        runs, and a failed one leaves the previous checkpoint intact."""
+        saved = [s for s in self.layout.saved_steps() if self.layout.state_path(s).is_file()]
+        if saved:
+            last = saved[-1]
+            needed = self.layout.gpt_path(last).stat().st_size + self.layout.state_path(last).stat().st_size
+        else:  # fp32 weights, plus the state: AdamW's two moments (or 8-bit ones) and bookkeeping
+            params = sum(p.numel() for p in self.model.parameters())
+            needed = params * (4 + (2 if self.optimizer_kind != "adamw" else 8)) + (1 << 20)
+        free = shutil.disk_usage(self.layout.run_dir).free
+        if free >= needed * 1.05:
+            return
+        keep = self.config.keep_states
+        if keep:
+            advice = (f"Keep Previous States is {keep}: older states are deleted only after a save "
+                      "succeeds, so lower it")
+        else:
+            advice = ("Keep Previous States is 0 (every state is kept): set it to 1 or 2 so that older "
+                      "states are deleted after each save")
+        message = (f"The save of step {self.step} needs about {gigabytes(needed)} but only "
+                   f"{gigabytes(free)} is free on the disk of {self.layout.run_dir}. If it fails, the "
+                   f"previous checkpoint stays intact. {advice}, or free disk space.")
+        log.warning("%s", message)
+        self._record("disk", step=self.step, needed=needed, free=free, message=message)
+
+    def _samples_off(self, reason: str) -> None:
+        log.warning("Checkpoint samples are off for this run: %s", reason)
+        self._record("samples_off", step=self.step, reason=reason)
+
+    def _phase(self, phase: str) -> contextlib.AbstractContextManager:
+        if isinstance(self.should_stop, StopControl):
+            return self.should_stop.during(phase)
+        return contextlib.nullcontext()
+
+    def _stop_requested(self) -> bool:
+        return self.should_stop is not None and bool(self.should_stop())
 
     # ------------------------------------------------------------------ state
 
@@ -338,26 +440,41 @@ class Trainer:
         if not self.dist.is_main:
             return
         log.info("Saving models and training states.")
-        gpt = ckpt.save_checkpoint(self.layout, self.step, self.model, self._state())
+        self._check_disk()
+        with self._phase(SAVING):
+            gpt = ckpt.save_checkpoint(self.layout, self.step, self.model, self._state())
         self.last_checkpoint = gpt
-        sample = self._sample(gpt)
         pruned = ckpt.prune_checkpoints(self.layout, self.config.keep_states)
         self._record("checkpoint", step=self.step, epoch=self.epoch, gpt=gpt,
-                     state=self.layout.state_path(self.step), sample=sample, pruned=pruned)
+                     state=self.layout.state_path(self.step), pruned=pruned)
+        if not self._stop_requested():  # a stopping run ends now; its sample would only delay that
+            self._sample()
 
-    def _sample(self, gpt: Path) -> Path | None:
+    def _sample(self) -> Path | None:
         if self.sample_fn is None:
             return None
+        self._record("sample_start", step=self.step)
         rng = _rng_state()  # TextToSpeech reseeds the global generators; training must not notice
+        wav = None
         try:
-            return self.sample_fn(gpt, self.layout.sample_path(self.step), self.step)
-        except Exception:  # boundary: a failed sample must not end the run; later saves skip sampling
-            log.exception("The checkpoint sample of step %d failed; samples are off for this run.", self.step)
+            with self._phase(SAMPLING):
+                # the step is complete: its gradients are not needed, and freeing them makes room for
+                # the decoders
+                self.optimizer.zero_grad(set_to_none=True)
+                release_memory()
+                wav = self.sample_fn(self.model, self.layout.sample_path(self.step), self.step,
+                                     self._stop_requested)
+        except GenerationCancelled:
+            log.info("The checkpoint sample of step %d was cancelled: the run is stopping.", self.step)
+        except Exception as e:  # boundary: a failed sample must not end the run; later saves skip sampling
+            log.exception("The checkpoint sample of step %d failed.", self.step)
             self.sample_fn = None
-            return None
+            self._samples_off(f"the sample of step {self.step} failed ({type(e).__name__}: {e})")
         finally:
             _set_rng_state(rng)
             self.model.train()
+        self._record("sample", step=self.step, sample=wav)
+        return wav
 
     @torch.no_grad()
     def _validate(self) -> None:

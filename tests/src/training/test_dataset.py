@@ -166,7 +166,9 @@ def test_prepare_writes_clips_lists_and_whisper_json(prepared):
     assert sorted(results) == ["a_stereo.wav", "b_short.flac", "c_long.wav"]
     assert results["b_short.flac"]["segments"][0]["text"] == " Thank you."
     assert "\t" in (out / "whisper.json").read_text(encoding="utf-8")
-    assert steps[0] == (0.0, "Transcribing a_stereo.wav (1/5)") and steps[-1][0] == 1.0
+    assert steps[0] == (0.0, "Transcribing clip 1 of 5: a_stereo.wav") and steps[-1][0] == 1.0
+    labels = [text.split(":")[0] for _, text in steps[:5]]
+    assert labels == [f"Transcribing clip {i} of 5" for i in range(1, 6)]
 
 
 def test_prepare_summary_reports_counts_skips_flags_and_warnings(prepared):
@@ -279,7 +281,17 @@ def test_edit_and_delete_rewrite_the_lists(prepared, tokenizer):
     with pytest.raises(ClipNotFound):
         edit_clip_text(out, "audio/nope.wav", "text")
 
+    transcriptions = json.loads((out / "whisper.json").read_text(encoding="utf-8"))
+    assert "a_stereo.wav" in transcriptions and len(transcriptions["c_long.wav"]["segments"]) == 5
     delete_clip(out, "audio/a_stereo.wav")
+    delete_clip(out, "audio/c_long_00001.wav", delete_audio=False)  # whisper.json follows the review
+    transcriptions = json.loads((out / "whisper.json").read_text(encoding="utf-8"))
+    assert "a_stereo.wav" not in transcriptions and "b_short.flac" in transcriptions
+    assert "Here comes the second one" not in json.dumps(transcriptions["c_long.wav"]["segments"])
+    assert "the first sentence" in json.dumps(transcriptions["c_long.wav"]["segments"])
+    train = read_list(out / "train.txt")
+    (out / "train.txt").write_text("\n".join("|".join(r) for r in train + [["audio/c_long_00001.wav",
+                                  "Here comes the second one, fully sure."]]), encoding="utf-8")  # fmt: skip
     assert [row[0] for row in read_list(out / "train.txt")] == [
         "audio/c_long_00000.wav",
         "audio/c_long_00001.wav",

@@ -8,6 +8,7 @@ import sys
 import time
 
 import pytest
+import torch
 import yaml
 
 from src.errors import TrainingError
@@ -75,7 +76,7 @@ def test_start_runs_to_the_end_and_refuses_a_second_run(paths):
         runner_for(paths).start("amy")  # another runner (a second window, or after a restart)
     status = wait_for_end(runner, "amy")
     assert status.state == "finished" and status.exit_code == 0
-    assert status.message == "Training for 'amy' finished at step 40 of 40."
+    assert status.message.startswith("Training for 'amy' finished at step 40 of 40. The run folder holds ")
     assert not (folder / LOCK_NAME).exists() and (folder / EXIT_NAME).is_file()
     assert status.progress.line.startswith("[Epoch 10/10, Step 40/40]")
     assert [ck.step for ck in runner.checkpoints("amy")] == [40, 35, 30, 25, 20, 15, 10, 5]
@@ -106,7 +107,7 @@ def test_stop_saves_and_ends_the_run(paths):
     assert runner.status("amy").state in ("stopping", "stopped")
     status = wait_for_end(runner, "amy")
     assert status.state == "stopped" and status.exit_code == 0
-    assert "was stopped at step" in status.message
+    assert "was stopped at step" in status.message and "The run folder holds 1 MB" in status.message
     steps = [ck.step for ck in runner.checkpoints("amy")]
     assert len(steps) == 1 and steps[0] == status.progress.step  # the checkpoint of the stop
     with pytest.raises(TrainingError, match="No training is running for 'amy'"):
@@ -121,6 +122,25 @@ def test_stop_kills_a_trainer_that_does_not_exit(paths):
     runner.stop("amy")
     status = wait_for_end(runner, "amy")
     assert status.state == "stopped" and status.exit_code == -9
+    assert "did not stop within 0.5 s after Stop, so it was killed" in status.message
+    assert "newest complete checkpoint is step" in status.message or "no checkpoint" in status.message
+
+
+def test_stop_pressed_twice_interrupts_then_kills(paths, monkeypatch):
+    import src.training.runner as train_runner
+
+    monkeypatch.setattr(train_runner, "SECOND_STOP_TIMEOUT_S", 0.5)
+    write_fake_config(paths, steps=100000, step_s=0.05, save=2, ignore_term=True)
+    runner = runner_for(paths, stop_timeout_s=600)
+    runner.start("amy")
+    wait_until(lambda: (p := runner.status("amy").progress) is not None and p.step >= 3)
+    first = runner.stop("amy")
+    assert "press Stop again to interrupt it at once" in first
+    second = runner.stop("amy")
+    assert second.startswith("Stop pressed again: interrupting training for 'amy' now")
+    status = wait_for_end(runner, "amy")  # killed 0.5 s after the second press, not 600 s after the first
+    assert status.state == "stopped" and "within 0.5 s" in status.message
+    assert "newest complete checkpoint is step" in status.message
 
 
 def test_reconnect_from_a_new_runner_after_a_restart(paths):
@@ -393,3 +413,38 @@ def test_real_trainer_on_the_tiny_models(tmp_path):
     status = wait_for_end(runner, "amy")
     assert status.state == "failed" and status.exit_code == 1
     assert "wrong_gpt.pth" in status.message and "ERROR" in status.message
+
+
+def test_the_status_line_says_when_a_sample_renders_and_when_samples_are_off():
+    start = {"type": "start", "step": 0, "steps": 100, "steps_per_epoch": 10}
+    rendering = progress_from([start, _train(1), _train(2), {"type": "checkpoint", "step": 2},
+                               {"type": "sample_start", "step": 2}])
+    assert rendering.sampling_step == 2 and rendering.line.endswith("[rendering the sample of step 2]")
+    done = progress_from([start, _train(2), {"type": "sample_start", "step": 2},
+                          {"type": "sample", "step": 2, "sample": "x.wav"}, _train(3)])
+    assert done.sampling_step is None and "sample" not in done.line
+    off = progress_from([start, {"type": "samples_off", "step": 0, "reason": "width 32 vs 1024"}, _train(1)])
+    assert off.samples_off == "width 32 vs 1024" and off.line.endswith("[samples off]")
+    # a new run (a later start) forgets the old run's notes
+    assert progress_from([start, {"type": "samples_off", "reason": "x"}, start]).samples_off is None
+
+
+class _ManySmallTensors:
+    """Stands in for a loaded TextToSpeech: 300 MB in 100 kB tensors (heap, not mmap, allocations)."""
+
+    def __init__(self):
+        self.tensors = [torch.ones(25_000) for _ in range(3000)]
+
+
+def test_unloading_for_training_gives_the_memory_back():
+    from src.engine import TTSEngine
+    from src.training.runner import unload_for_training
+    from tortoise.training import resident_bytes
+
+    engine = TTSEngine(_ManySmallTensors)
+    assert unload_for_training(engine) == ""  # nothing loaded: nothing to say
+    engine.get()
+    loaded = resident_bytes()
+    note = unload_for_training(engine)
+    assert loaded - resident_bytes() > 200 * 1024**2
+    assert note.startswith("TorToiSe was unloaded to free memory (the app went from ") and " GB to " in note

@@ -63,3 +63,47 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path, tiny_files):
     steps = [r["step"] for r in records if r["type"] == "train"]
     assert records[0]["steps"] == 50000  # the overrides file was applied
     assert layout.saved_steps() == [steps[-1]] and records[-1]["type"] == "end"
+
+
+def _start_with_samples(tmp_path, tiny_files, **sample):
+    from tests.tortoise.training.test_sample import tiny_decoders
+
+    folder = make_dataset(tmp_path / "voice")
+    config = write_yaml(folder, tiny_files, iterations=100000, save_freq=3)
+    data = yaml.safe_load(config.read_text())
+    data["path"]["models_dir"] = str(tmp_path / "models")
+    configs = tiny_decoders(tmp_path / "models")
+    data["ext"]["sample"] = {"enabled": True, "text": "Hi.", "model_configs": configs, **sample}
+    config.write_text(yaml.safe_dump(data))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tortoise.training", "--config", str(config)],
+        cwd=REPO_ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    return proc, ckpt.RunLayout(folder / "finetune")
+
+
+@pytest.mark.slow
+def test_sigterm_during_a_sample_ends_the_run_within_10_s(tmp_path, tiny_files):
+    # a sample long enough to be caught in the middle: many diffusion steps
+    proc, layout = _start_with_samples(tmp_path, tiny_files,
+                                       overrides={"diffusion_iterations": 4000, "max_mel_tokens": 16})
+    try:
+        deadline = time.monotonic() + 240
+        while not [r for r in read_metrics(layout.metrics_path) if r["type"] == "sample_start"]:
+            assert proc.poll() is None and time.monotonic() < deadline, "no sample started"
+            time.sleep(0.1)
+        time.sleep(1.0)  # well inside the diffusion loop
+        proc.send_signal(signal.SIGTERM)
+        sent = time.monotonic()
+        output, _ = proc.communicate(timeout=60)
+        took = time.monotonic() - sent
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0 and took < 10, (took, output[-2000:])
+    assert "Stop requested: cancelling the checkpoint sample." in output
+    assert layout.saved_steps() == [3] and not layout.sample_path(3).exists()
+    from tortoise.models import load
+
+    assert load("autoregressive", layout.gpt_path(3), **tiny_ar_config()) is not None  # complete and loadable
+    assert layout.state_path(3).is_file()

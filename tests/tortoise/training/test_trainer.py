@@ -27,8 +27,9 @@ def base_config(tmp_path_factory, tiny_files):
 def finished(base_config, tmp_path_factory):
     calls = []
 
-    def sample(gpt_path, wav_path, step):
-        calls.append((gpt_path, step))
+    def sample(model, wav_path, step, cancel):
+        assert not cancel()
+        calls.append((model, step))
         torch.manual_seed(1234)  # a real sampler reseeds; the trainer must restore its generators
         save_wav(wav_path, torch.zeros(1, 2400), 24000)
         return wav_path
@@ -75,7 +76,9 @@ def test_keep_x_and_samples_next_to_checkpoints(finished):
     assert layout.saved_steps() == [25, 30]
     assert [step for _, step in calls] == [5, 10, 15, 20, 25, 30]
     assert all(layout.sample_path(step).is_file() for _, step in calls)
-    assert [r["sample"] for r in records if r["type"] == "checkpoint"][-1] == str(layout.sample_path(30))
+    assert [r["sample"] for r in records if r["type"] == "sample"][-1] == str(layout.sample_path(30))
+    assert [r["step"] for r in records if r["type"] == "sample_start"] == [5, 10, 15, 20, 25, 30]
+    assert all(isinstance(model, torch.nn.Module) for model, _ in calls)  # the trained module, no file
 
 
 def test_resume_continues_at_the_right_step_lr_and_weights(base_config, tmp_path):
