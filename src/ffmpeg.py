@@ -9,10 +9,10 @@ import logging
 import os
 import shutil
 import subprocess
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
+from src.atomic import replacing
 from src.errors import AppError
 
 log = logging.getLogger(__name__)
@@ -125,38 +125,27 @@ def convert_to_wav(
         # the app root is the folder above src/
         ffmpeg = find_ffmpeg(Path(__file__).resolve().parents[1])
 
-    dst_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dst_path.stem}.", suffix=".tmp", dir=dst_path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp_name)
     # -bitexact drops the encoder tag, so the file is a plain 44-byte-header WAV that every
     # reader (soundfile, scipy, librosa) takes without warnings.
-    command = [
-        str(ffmpeg), "-hide_banner", "-loglevel", "error", "-nostdin", "-y",
-        "-i", str(src_path), "-vn", "-map_metadata", "-1",
-        "-ac", str(channels), "-ar", str(sample_rate), "-c:a", "pcm_s16le",
-        "-fflags", "+bitexact", "-flags:a", "+bitexact", "-f", "wav", str(tmp_path),
-    ]  # fmt: skip
-    try:
+    with replacing(dst_path) as tmp_path:
+        command = [
+            str(ffmpeg), "-hide_banner", "-loglevel", "error", "-nostdin", "-y",
+            "-i", str(src_path), "-vn", "-map_metadata", "-1",
+            "-ac", str(channels), "-ar", str(sample_rate), "-c:a", "pcm_s16le",
+            "-fflags", "+bitexact", "-flags:a", "+bitexact", "-f", "wav", str(tmp_path),
+        ]  # fmt: skip
         try:
             result = subprocess.run(command, capture_output=True, timeout=timeout_s, check=False)
         except subprocess.TimeoutExpired as exc:
-            raise FfmpegError(
-                f"ffmpeg took longer than {timeout_s} s to convert {src_path.name}."
-            ) from exc
+            raise FfmpegError(f"ffmpeg took longer than {timeout_s} s to convert {src_path.name}.") from exc
         except OSError as exc:
             raise FfmpegError(f"ffmpeg at {ffmpeg} could not be started: {exc}") from exc
         if result.returncode != 0:
-            message = _last_lines(
-                result.stderr.decode("utf-8", errors="replace"), FFMPEG_STDERR_LINES
-            )
+            message = _last_lines(result.stderr.decode("utf-8", errors="replace"), FFMPEG_STDERR_LINES)
             raise FfmpegError(
                 f"ffmpeg could not convert {src_path.name} (exit code {result.returncode}): {message}"
             )
         if tmp_path.stat().st_size <= 44:  # a bare WAV header: the input had no audio
             raise FfmpegError(f"{src_path.name} contains no audio to convert.")
-        os.replace(tmp_path, dst_path)
-    finally:
-        tmp_path.unlink(missing_ok=True)
     log.debug("converted %s -> %s (%d Hz, %d ch)", src_path, dst_path, sample_rate, channels)
     return dst_path
