@@ -26,7 +26,8 @@ CHECKPOINT = "training/amy/finetune/models/10_gpt.pth"
 TYPED = {"listen": "127.0.0.1:7861", "share_username": "alice", "share_password": "s3cret",
          "device_override": "cpu", "latents_max_chunk_size": "12.5", "sample_batch_size": "3",
          "concurrency_count": "3", "output_sample_rate": "22050", "output_volume": "0.5",
-         "whisper_backend": "faster-whisper", "whisper_model": "tiny.en"}  # fmt: skip
+         "whisper_backend": "faster-whisper", "whisper_model": "tiny.en",
+         "ray_address": "ray://head-node:10001", "ray_workers": "4"}  # fmt: skip
 
 
 def start_app(root, **extra):
