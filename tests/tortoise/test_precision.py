@@ -32,8 +32,15 @@ def fresh_ar():
 def fp32_tensors_shaped(shape):
     with warnings.catch_warnings():  # isinstance() touches deprecated torch objects among all of them
         warnings.simplefilter("ignore", FutureWarning)
-        return [o for o in gc.get_objects() if isinstance(o, torch.Tensor) and o.dtype == torch.float32
-                and tuple(o.shape) == tuple(shape)]
+        found = []
+        for o in gc.get_objects():
+            try:
+                if isinstance(o, torch.Tensor) and o.dtype == torch.float32:
+                    if tuple(o.shape) == tuple(shape):
+                        found.append(o)
+            except ReferenceError:  # a weak proxy whose object is gone (left by other tests)
+                continue
+        return found
 
 
 @pytest.fixture()

@@ -10,6 +10,7 @@ from playwright import sync_api
 
 from src.metadata import read_metadata
 from src.settings import load_generate_defaults, save_generate_defaults
+from tests.ui.conftest import open_app_page
 from tortoise import StreamSettings
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -51,10 +52,7 @@ def slow_fast_mode(served_app, monkeypatch):
 
 @pytest.fixture
 def page(browser, served_app):
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    page.goto(served_app.url)
-    page.wait_for_selector("#gen-text textarea")
-    page.wait_for_load_state("networkidle")
+    page = open_app_page(browser, served_app.url)  # the page-load restore has run
     yield page
     page.close()
 

@@ -6,6 +6,8 @@ by name; the installation check is in Settings."""
 import pytest
 from playwright import sync_api
 
+from src.settings import GenerateDefaults, save_generate_defaults
+from tests.ui.conftest import open_app_page
 from tests.ui.test_browser_generate import (
     MESSAGE_TIMEOUT_MS,
     RUN_TIMEOUT_MS,
@@ -21,12 +23,17 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 @pytest.fixture
 def page(browser, served_app):
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    page.goto(served_app.url)
-    page.wait_for_selector("#gen-text textarea")
-    page.wait_for_load_state("networkidle")
+    page = open_app_page(browser, served_app.url)
     yield page
     page.close()
+
+
+@pytest.fixture(autouse=True)
+def default_generate_values_afterwards(served_app):
+    """These runs save an Emotion, Cut [Bracketed] Words off and other last values; the app is shared
+    with the other browser tests, so put the defaults back."""
+    yield
+    save_generate_defaults(served_app.ctx.paths.generate_file, GenerateDefaults())
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ from playwright import sync_api
 
 from src.projects.stitch import span_bounds
 from tests.conftest import REPO_ROOT
+from tests.ui.conftest import open_app_page
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -43,10 +44,8 @@ def expect_message(page, text):
 
 @pytest.fixture
 def page(browser, served_app):
-    page = browser.new_page(viewport={"width": 1400, "height": 1400})
-    page.goto(served_app.url)
-    page.wait_for_selector("#gen-text textarea")
-    page.wait_for_load_state("networkidle")
+    page = open_app_page(browser, served_app.url)  # the page-load restore has run
+    page.set_viewport_size({"width": 1400, "height": 1400})
     fill(page, "gen-seed", 4321)  # the project takes its settings from the Generate tab
     fill(page, "gen-num_autoregressive_samples", 2)
     fill(page, "gen-diffusion_iterations", 4)
