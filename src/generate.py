@@ -326,7 +326,7 @@ class Generator:
     def _run_lines(self, run: _Run) -> list[Path]:
         """Generate, save, join, fix and prune; returns the final files (the caller cleans up)."""
         request, lines = run.request, len(run.prompts.lines)
-        options = self._options(request, run.settings)
+        options = self.options_for(request, run.settings)
         written: list[Path] = []
         waves: list[list[torch.Tensor]] = []  # [line][candidate] -> (1, samples) at 24 kHz
         for index, (line, prompt) in enumerate(
@@ -368,7 +368,7 @@ class Generator:
         write_input_file(run.run_dir, summary)
         return finals
 
-    def _options(self, request: GenerateRequest, settings: AppSettings) -> dict[str, Any]:
+    def options_for(self, request: GenerateRequest, settings: AppSettings) -> dict[str, Any]:
         """The request's knobs under TorToiSe's names (GenerationOptions fields)."""
         batch = settings.sample_batch_size
         return {

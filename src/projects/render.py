@@ -108,7 +108,7 @@ def render_takes(
                 seed=request.seed,
             )
         engine.check_cancelled()
-        options = generator._options(request, settings)  # the Generate tab's knob mapping, reused as is
+        options = generator.options_for(request, settings)  # the Generate tab's knob mapping
         result = tts.tts(
             prompt,
             conditioning_latents=voice.latents,
