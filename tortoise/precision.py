@@ -25,9 +25,10 @@ log = logging.getLogger(__name__)
 CONVERTED = ("autoregressive", "diffusion", "vocoder")
 
 
-def dtype_of(model: nn.Module) -> torch.dtype:
-    """The dtype of a model's (first) parameter."""
-    return next(model.parameters()).dtype
+def dtype_of(model: nn.Module) -> torch.dtype | None:
+    """The dtype of a model's (first) parameter, or None for a model without parameters."""
+    first = next(model.parameters(), None)
+    return None if first is None else first.dtype
 
 
 def half_models(plan: DevicePlan) -> tuple[str, ...]:
@@ -51,7 +52,7 @@ def apply_precision(models: Any, plan: DevicePlan, loaders: dict[str, Callable[[
     for name in CONVERTED:
         model = getattr(models, name)
         want = plan.weights_dtype if name in reduced else torch.float32
-        if dtype_of(model) == want:
+        if dtype_of(model) in (want, None):  # nothing to convert (a stand-in without weights)
             continue
         if want == torch.float32 and name in loaders:
             setattr(models, name, None)
