@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from src.consistency import ConsistencyGuard, guard_from_models_dir
 from src.engine import Loader, TTSEngine, loader_from_settings
 from src.fast_generate import FastGenerator
 from src.generate import Generator
@@ -104,7 +105,11 @@ class AppContext:
                 lambda: self.create_transcriber(self.settings.whisper_backend, self.settings.whisper_model)
             )
 
-        return ProjectService(self.paths, self.generator, self.current_settings, checker)
+        def guard() -> ConsistencyGuard:
+            offline = True if self.settings.models_local_only else None
+            return guard_from_models_dir(self.paths.tortoise_models_dir, offline=offline)
+
+        return ProjectService(self.paths, self.generator, self.current_settings, checker, guard)
 
     @functools.cached_property
     def job_queue(self) -> JobQueue:

@@ -40,6 +40,9 @@ class QaSettings:
         max_wer: a take whose word error rate is above this (0-1) is flagged.
         max_silence_s: an internal pause longer than this (seconds) is flagged.
         language: the language Whisper transcribes as.
+        consistency: score each take's likeness to its voice with CVVP (cvvp.pth and dvae.pth).
+        consistency_z: a row is flagged when its score's robust z-score among the rows of its voice is
+            at or below minus this.
     """
 
     enabled: bool = False
@@ -47,6 +50,8 @@ class QaSettings:
     max_wer: float = 0.25
     max_silence_s: float = 1.0
     language: str = "en"
+    consistency: bool = False
+    consistency_z: float = 3.5
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> QaSettings:

@@ -96,7 +96,7 @@ class ScriptVoicesError(InvalidInput):
         self.problems = tuple(problems)
 
 
-def parse_script(text: str, default_voice: str | None = None) -> list[ScriptSegment]:
+def parse_script(text: str, default_voice: str | None = None, *, labels: bool = True) -> list[ScriptSegment]:
     """Split a script into segments, one per non-empty line.
 
     `Voice: text` starts a speaker turn. A line without a label continues the previous speaker; lines
@@ -107,6 +107,8 @@ def parse_script(text: str, default_voice: str | None = None) -> list[ScriptSegm
     Args:
         text: the script.
         default_voice: voice of the lines before the first label (None or "" = they need a label).
+        labels: False reads plain text: every line is `default_voice`'s, and colons, `#` and a leading
+            backslash are just text (markup is still parsed).
 
     Returns:
         Segments in script order.
@@ -120,17 +122,18 @@ def parse_script(text: str, default_voice: str | None = None) -> list[ScriptSegm
     voice = (default_voice or "").strip() or None
     segments: list[ScriptSegment] = []
     turn = -1 if voice is None else 0
-    labels = 0
+    label_count = 0
     for number, raw in enumerate(text.splitlines(), start=1):
         stripped = raw.strip()
-        if not stripped or stripped.startswith(COMMENT_PREFIX):
+        if not stripped or (labels and stripped.startswith(COMMENT_PREFIX)):
             continue
-        label = None if stripped.startswith(ESCAPE_PREFIX) else _LABEL_RE.match(raw)
+        label = None if not labels or stripped.startswith(ESCAPE_PREFIX) else _LABEL_RE.match(raw)
         if label is not None:
             voice, line_text = label.group("voice").strip(), label.group("text").strip()
-            turn, labels = turn + 1, labels + 1
+            turn, label_count = turn + 1, label_count + 1
         else:
-            line_text = stripped[1:].strip() if stripped.startswith(ESCAPE_PREFIX) else stripped
+            escaped = labels and stripped.startswith(ESCAPE_PREFIX)
+            line_text = stripped[1:].strip() if escaped else stripped
         if not line_text:
             continue
         if voice is None:
@@ -147,7 +150,9 @@ def parse_script(text: str, default_voice: str | None = None) -> list[ScriptSegm
             ) from error
         segments.append(ScriptSegment(voice, line_text, pieces, number, max(turn, 0)))
     if not any(isinstance(p, SpeechPiece) for s in segments for p in s.pieces):
-        what = "only speaker labels" if labels and not segments else "nothing to say"
+        if not labels:
+            raise InvalidInput("The text has nothing to say (only pauses); add some words.")
+        what = "only speaker labels" if label_count and not segments else "nothing to say"
         raise InvalidInput(
             f"The script has {what}: write what each voice says after its label, like 'Alice: Hello.'"
         )

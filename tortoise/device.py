@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import gc
 import importlib
 import logging
@@ -247,6 +248,7 @@ def resolve_device(
     raise fail("unknown device type")
 
 
+@functools.cache
 def cpu_supports_bf16() -> bool:
     """True when the CPU has native bf16 matrix instructions (AVX512-BF16 or AMX)."""
     try:

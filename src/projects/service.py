@@ -20,18 +20,23 @@ import numpy as np
 import torch
 
 from src.audio_ops import postprocess_output
-from src.errors import InvalidInput
+from src.consistency import ConsistencyGuard
+from src.errors import AppError, InvalidInput
 from src.generate import Generator
+from src.lexicon import Lexicon, effective_lexicon, project_lexicon_path
+from src.markup import stretch
 from src.paths import AppPaths, validate_voice_name
 from src.projects import state as st
+from src.projects.plan import plan_rows
 from src.projects.render import Renderer, Takes, WorkerLost, build_request, render_takes, take_metadata
-from src.projects.segments import halve, split_segments
+from src.projects.segments import halve
 from src.projects.stitch import StitchResult, combined_metadata, stitch
+from src.projects.voice_match import CONSISTENCY, flagged_rows, score_takes
 from src.prompting import MAX_SEED, resolve_seed
 from src.qa import QaReport, QaSettings, SegmentChecker
 from src.results import PROJECTS_FOLDER, save_clip
 from src.settings import AppSettings, GenerateDefaults
-from tortoise import GenerationCancelled, TextTooLongError
+from tortoise import GenerationCancelled, TextTooLongError, TortoiseError
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +81,7 @@ class ProjectService:
         generator: the generation service (engine, voices, option mapping).
         settings: returns the current AppSettings.
         checker: builds the QA checker on first use (None: QA is unavailable and says so).
+        guard: builds the voice-consistency guard on first use (None: the check is unavailable).
     """
 
     def __init__(
@@ -84,12 +90,15 @@ class ProjectService:
         generator: Generator,
         settings: Callable[[], AppSettings],
         checker: Callable[[], SegmentChecker] | None = None,
+        guard: Callable[[], ConsistencyGuard] | None = None,
     ) -> None:
         self.paths = paths
         self.generator = generator
         self.settings = settings
         self._checker_factory = checker
         self._checker: SegmentChecker | None = None
+        self._guard_factory = guard
+        self._guard: ConsistencyGuard | None = None
         self._locks: dict[Path, threading.RLock] = {}
         self._locks_guard = threading.Lock()
 
@@ -176,27 +185,39 @@ class ProjectService:
         *,
         qa: QaSettings | None = None,
         pause_s: float = st.DEFAULT_PAUSE_S,
+        script: bool = False,
     ) -> st.Project:
-        """Make a project of `text`, one pending row per segment (see `split_segments`).
+        """Make a project of `text`, one pending row per segment (see `src.projects.plan.plan_rows`).
+
+        Args:
+            script: read `Voice: text` lines; each row gets its speaker's voice (`voice` is the default).
 
         Raises:
-            InvalidInput: empty text, bad name, a project of that name exists, no voice.
+            InvalidInput: empty text, bad markup, bad name, a project of that name exists, no voice.
+            ScriptVoicesError: the script names voices that cannot be used (nothing is created).
+            LexiconError: the global lexicon has bad entries.
         """
         if not voice or not str(voice).strip():
             raise InvalidInput("Please pick a voice for the project.")
         voice, name = str(voice).strip(), st.validate_project_name(name)
-        segments = split_segments(text, self._tokenizer())
         pause = st.check_pause(pause_s)
+        planned = plan_rows(
+            text, voice, script=script, library=self.generator.voices, tokenizer=self._tokenizer(),
+            lexicon=effective_lexicon(self.paths.config_dir), default_pause_s=pause,
+        )  # fmt: skip
         raw = {k: v for k, v in dataclasses.asdict(values).items() if k not in ("text", "voice", "seed")}
         checked = build_request(
-            raw, text=segments[0], voice=voice, seed=1
+            raw, text=planned[0].text, voice=voice, seed=1
         )  # values in range, or a message now
         settings = {
             k: v for k, v in dataclasses.asdict(checked.defaults()).items() if k not in ("text", "voice")
         }
         fixed_seed = resolve_seed(values.seed) if values.seed else 0
         settings["seed"] = fixed_seed
-        rows = [st.Row(st.new_row_id(), segment, seed=fixed_seed, pause_s=pause) for segment in segments]
+        rows = [
+            st.Row(st.new_row_id(), p.text, voice=p.voice, seed=fixed_seed, pause_s=p.pause_s, speed=p.speed)
+            for p in planned
+        ]
         with self._locked(voice, name) as folder:
             if folder.exists():
                 raise InvalidInput(f"A project named '{name}' already exists for {voice}; pick another name.")
@@ -297,6 +318,17 @@ class ProjectService:
             st.save_project(folder, project)
             return result
 
+    def flagged(self, voice: str, name: str) -> list[str]:
+        """Ids of the rows whose chosen take QA flagged or whose voice drifts from the others'."""
+        return flagged_rows(self.open(voice, name).project)
+
+    def lexicon_file(self, voice: str, name: str) -> Path:
+        """The project's own lexicon (`<project>/lexicon.json`), laid over the global one when rendering."""
+        folder = self.folder(voice, name)
+        if not folder.is_dir():
+            raise InvalidInput(f"There is no project '{name}' for voice '{voice}'; press Refresh.")
+        return project_lexicon_path(folder)
+
     # ------------------------------------------------------------------ rendering
 
     def render_row(
@@ -348,29 +380,43 @@ class ProjectService:
             if overrides:
                 row.settings.update(overrides)
             seed = resolve_seed(0) if new_seed or not row.seed else int(row.seed)
-            text, row_voice = row.text, row.voice or project.voice
+            text, row_voice, speed = row.text, row.voice or project.voice, row.speed
             settings = {**project.settings, **row.settings}
             qa = QaSettings.from_dict(project.qa)
+            try:
+                spoken = self._lexicon(folder).apply(text)  # a bad lexicon fails here, before any work
+            except InvalidInput as error:
+                row.status, row.error = st.FAILED, error.message
+                st.save_project(folder, project)
+                raise
             row.status, row.error = st.RENDERING, ""
             project.revision += 1
             st.save_project(folder, project)
         render = renderer or (lambda request: render_takes(self.generator, request))
         try:
-            takes = self._takes_with_retries(render, settings, text, row_voice, seed, qa)
+            takes = self._takes_with_retries(render, settings, spoken, row_voice, seed, qa, speed)
         except BaseException as error:
             quiet = isinstance(error, TextTooLongError | GenerationCancelled | WorkerLost | KeyboardInterrupt)
             reason = "" if quiet else str(error) or type(error).__name__
             self._after_failure(voice, name, row_id, reason)
             raise
-        return self._add_takes(voice, name, row_id, text, takes, task)
+        scores, notes = self._voice_scores(row_voice, takes, qa)
+        return self._add_takes(voice, name, row_id, text, takes, task, scores, notes)
 
-    def _takes_with_retries(self, render: Renderer, settings, text, voice, seed, qa: QaSettings):
-        """Render, check with QA, and while the best take is flagged render again with the next seeds."""
+    def _lexicon(self, folder: Path) -> Lexicon:
+        """The global lexicon with the project's own entries over it (raises LexiconError on bad ones)."""
+        return effective_lexicon(self.paths.config_dir, folder)
+
+    def _takes_with_retries(self, render: Renderer, settings, text, voice, seed, qa: QaSettings, speed=1.0):
+        """Render (stretched to the row's speed), check with QA, and while the best take is flagged render
+        again with the next seeds. `text` is what the model reads (respelled)."""
         found: list[tuple[Takes, int, np.ndarray, QaReport | None]] = []
         for attempt in range(1 + (qa.max_retries if qa.enabled else 0)):
             attempt_seed = seed if attempt == 0 else (seed + attempt * 7919) % MAX_SEED + 1
             takes = render(build_request(settings, text=text, voice=voice, seed=attempt_seed))
             for index, wave in enumerate(takes.waves):
+                if speed != 1.0:
+                    wave = stretch(torch.from_numpy(np.asarray(wave, dtype=np.float32)), speed).numpy()
                 report = self._check(text, wave, takes.sample_rate, qa) if qa.enabled else None
                 found.append((takes, index, wave, report))
             if (
@@ -388,7 +434,23 @@ class ProjectService:
             self._checker = self._checker_factory()
         return self._checker.check(text, wave, sample_rate, qa)
 
-    def _add_takes(self, voice, name, row_id, text, found, task) -> Change:
+    def _voice_scores(self, voice: str, found, qa: QaSettings) -> tuple[list[float] | None, list[str]]:
+        """Each take's CVVP likeness to `voice` when the check is on; a failure is a note, never a loss."""
+        if not qa.consistency:
+            return None, []
+        try:
+            if self._guard is None:
+                if self._guard_factory is None:
+                    raise InvalidInput("the voice-consistency check is not available in this app")
+                self._guard = self._guard_factory()
+            waves = [wave for _, _, wave, _ in found]
+            return score_takes(self._guard, self.generator.voices, voice, waves, found[0][0].sample_rate), []
+        except (AppError, TortoiseError, OSError) as error:
+            message = getattr(error, "message", None) or str(error)
+            log.warning("Voice consistency not checked: %s", message)
+            return None, [f"The voice consistency was not checked: {message}"]
+
+    def _add_takes(self, voice, name, row_id, text, found, task, scores=None, notes=()) -> Change:
         settings = self.settings()
         with self._locked(voice, name) as folder:
             project, _ = st.load_project(folder, name=name, voice=voice)
@@ -424,10 +486,14 @@ class ProjectService:
                         round(out.shape[-1] / rate, 3),
                         report.to_dict() if report else None,
                         st.now_iso(),
+                        {CONSISTENCY: round(scores[offset], 5)} if scores else {},
                         extra=extra,
                     )
                 )
-            best = min(range(len(added)), key=lambda i: (_score(found[i][3]), i))
+            # the best QA score; among equals the take closest to the voice
+            best = min(
+                range(len(added)), key=lambda i: (_score(found[i][3]), -(scores[i] if scores else 0.0), i)
+            )
             row.candidates.extend(added)
             row.chosen = len(row.candidates) - len(added) + best
             row.status, row.error = st.DONE, ""
@@ -435,7 +501,7 @@ class ProjectService:
             st.save_project(folder, project)  # the takes are recorded before the slower stitch: a crash
             self._stitch(folder, project)  # during it leaves them known, so a resumed job skips the row
             st.save_project(folder, project)
-            return Change(project, tuple(dict.fromkeys(n for t, *_ in found for n in t.notes)))
+            return Change(project, tuple(dict.fromkeys([*(n for t, *_ in found for n in t.notes), *notes])))
 
     def _after_failure(self, voice: str, name: str, row_id: str, reason: str) -> None:
         with contextlib.suppress(InvalidInput), self._locked(voice, name) as folder:

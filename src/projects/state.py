@@ -17,6 +17,7 @@ from typing import Any
 
 from src.config_file import coerce_fields, write_json_atomic
 from src.errors import InvalidInput
+from src.markup import MAX_SPEED, MIN_SPEED
 from src.metadata import read_metadata
 
 log = logging.getLogger(__name__)
@@ -100,7 +101,8 @@ class Row:
         status: one of ROW_STATES.
         error: why the last render failed ("" when it did not).
         pause_s: silence after this segment in combined.wav, in seconds.
-        scores: extra per-row scores (part 2), free-form.
+        speed: time-stretch of its takes after the vocoder (0.5-2.0, from `{speed}` markup; 1.0 = none).
+        scores: extra per-row scores, free-form.
         extra: unknown keys, kept on re-save.
     """
 
@@ -114,6 +116,7 @@ class Row:
     status: str = PENDING
     error: str = ""
     pause_s: float = DEFAULT_PAUSE_S
+    speed: float = field(default=1.0, metadata={"minimum": MIN_SPEED, "maximum": MAX_SPEED})
     scores: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 

@@ -13,31 +13,45 @@ import gradio as gr
 from src.context import AppContext
 from src.errors import InvalidInput
 from src.projects import Edit, Project, parse_ref, project_ref
+from src.projects.voice_match import DRIFT_FLAG, consistency_checks
 from src.qa import QaSettings
 from src.settings import GenerateDefaults
 from src.ui.errors import ui_handler
 
-ROW_HEADERS = ["#", "Text", "Status", "WER %", "Flags", "Duration (s)", "Pause (s)", "Takes", "Chosen"]
+ROW_HEADERS = [
+    "#", "Voice", "Text", "Status", "WER %", "Voice match", "Flags", "Speed", "Duration (s)", "Pause (s)",
+    "Takes", "Chosen",
+]  # fmt: skip
 QUEUE_HEADERS = ["Job", "What", "State", "Done", "Reason"]
 GENERATE_FIELDS = tuple(f.name for f in dataclasses.fields(GenerateDefaults))
 REFRESH_S = 2.0
 
 
 def row_table(project: Project, flagged_only: bool = False) -> list[list[Any]]:
-    """The segment table: one line per row (only QA-flagged rows when `flagged_only`)."""
+    """The segment table: one line per row (only rows flagged by QA or for voice drift when `flagged_only`).
+
+    "Voice match" is the chosen take's CVVP score against its voice, with its robust z-score among the
+    rows of that voice once there are enough of them to judge.
+    """
+    checks = consistency_checks(project)
     lines = []
     for number, row in enumerate(project.rows, start=1):
         qa = row.qa or {}
-        flags = ", ".join(qa.get("flags", ()))
+        check = checks.get(row.id)
+        flags = ", ".join([*qa.get("flags", ()), *([DRIFT_FLAG] if check and check.flagged else [])])
         if flagged_only and not flags:
             continue
         wer = f"{100 * qa['wer']:.0f}" if "wer" in qa else ""
+        match = "" if check is None else f"{check.score:.3f}"
+        if check is not None and check.z is not None:
+            match += f" (z {check.z:+.1f})"
         duration = f"{row.duration_s:.2f}" if row.duration_s is not None else ""
         status = f"{row.status}: {row.error}" if row.error else row.status
         chosen = "" if row.chosen is None else row.chosen + 1
-        lines.append(
-            [number, row.text, status, wer, flags, duration, row.pause_s, len(row.candidates), chosen]
-        )
+        lines.append([
+            number, row.voice or project.voice, row.text, status, wer, match, flags, row.speed, duration,
+            row.pause_s, len(row.candidates), chosen,
+        ])  # fmt: skip
     return lines
 
 
@@ -47,12 +61,15 @@ def summary(project: Project, notes: tuple[str, ...] | list[str] = ()) -> str:
     for row in project.rows:
         counts[row.status] = counts.get(row.status, 0) + 1
     flagged = sum(1 for row in project.rows if (row.qa or {}).get("flags"))
+    drift = sum(1 for check in consistency_checks(project).values() if check.flagged)
     parts = [
         f"**{project.name}** ({project.voice}): {counts.get('done', 0)}/{len(project.rows)} segments done"
     ]
     parts += [f"{counts[s]} {s}" for s in ("rendering", "queued", "failed", "pending") if counts.get(s)]
     if flagged:
         parts.append(f"{flagged} flagged by QA")
+    if drift:
+        parts.append(f"{drift} drifting from the voice")
     text = ", ".join(parts) + "."
     return text + "".join(f"\n\n> {note}" for note in notes)
 
@@ -84,10 +101,20 @@ def build(ctx: AppContext, generate: dict[str, Any]) -> dict[str, Any]:
             c["voice"] = gr.Dropdown(ctx.voices.list_voices(), label="Voice", elem_id="proj-voice")
             c["pause"] = gr.Number(0.3, label="Pause after each segment (s)", elem_id="proj-pause", minimum=0)
         c["text"] = gr.Textbox(
-            label="Text (one segment per sentence; long sentences are split)", lines=6, elem_id="proj-text"
-        )
+            label="Text (one segment per sentence; long sentences are split)", lines=6, elem_id="proj-text",
+            info="Markup: [pause 0.8s] inserts silence, {speed 0.9}...{/speed} changes the pace of a span.",
+        )  # fmt: skip
         with gr.Row():
+            c["script"] = gr.Checkbox(
+                False, label="Script: 'Voice: text' lines", elem_id="proj-script",
+                info="Each line names its speaker; lines without one continue the last; the Voice above "
+                "speaks lines before the first label.",
+            )  # fmt: skip
             c["qa"] = gr.Checkbox(False, label="Whisper QA", elem_id="proj-qa")
+            c["consistency"] = gr.Checkbox(
+                False, label="Voice consistency (CVVP)", elem_id="proj-consistency",
+                info="Scores each take against its voice's clips and flags segments that drift.",
+            )  # fmt: skip
             c["retries"] = gr.Number(
                 0,
                 label="Auto-retry flagged segments (times)",
@@ -123,6 +150,7 @@ def build(ctx: AppContext, generate: dict[str, Any]) -> dict[str, Any]:
             c["pick"] = gr.Button("Use This Take", elem_id="proj-pick")
     with gr.Row():
         c["render"] = gr.Button("Render Missing", elem_id="proj-render")
+        c["regen_flagged"] = gr.Button("Regenerate Flagged", elem_id="proj-regen-flagged")
         c["restitch"] = gr.Button("Re-stitch", elem_id="proj-restitch")
         c["cancel"] = gr.Button("Cancel Jobs", elem_id="proj-cancel")
     c["queue"] = gr.Dataframe(headers=QUEUE_HEADERS, interactive=False, label="Queue", elem_id="proj-queue")
@@ -226,17 +254,25 @@ def _wire(ctx: AppContext, c: dict[str, Any], generate: dict[str, Any]) -> None:
     )
 
     @ui_handler
-    def create(name, voice, text, pause, qa, retries, flagged, session, *values):
+    def create(name, voice, text, pause, script, qa, consistency, retries, flagged, session, *values):
         settings = GenerateDefaults(**dict(zip(GENERATE_FIELDS, values, strict=True)))
-        qa_settings = QaSettings(enabled=bool(qa), max_retries=int(retries or 0))
-        project = ctx.projects.create(name, voice, text, settings, qa=qa_settings, pause_s=pause)
+        qa_settings = QaSettings(
+            enabled=bool(qa), max_retries=int(retries or 0), consistency=bool(consistency)
+        )
+        project = ctx.projects.create(
+            name, voice, text, settings, qa=qa_settings, pause_s=pause, script=bool(script)
+        )
         ref = project_ref(project.voice, project.name)
         ctx.job_runner.enqueue_project(ref)
         gr.Info(f"Project '{project.name}' created with {len(project.rows)} segments; rendering.")
         view = _view(ctx, ref, flagged, session, force=True)
         return (gr.update(choices=ctx.projects.list_projects(), value=ref), *view)
 
-    create_in = [c[k] for k in ("name", "voice", "text", "pause", "qa", "retries", "flagged_only", "session")]
+    create_in = [
+        c[k]
+        for k in ("name", "voice", "text", "pause", "script", "qa", "consistency", "retries", "flagged_only",
+                  "session")
+    ]  # fmt: skip
     c["create"].click(
         create,
         create_in + [generate[k] for k in GENERATE_FIELDS],
@@ -328,6 +364,18 @@ def _wire_edits(ctx: AppContext, c: dict[str, Any], view_out: list, take_out: li
         return _view(ctx, ref, flagged, session, force=True)
 
     @ui_handler
+    def regenerate_flagged(ref, flagged, session):
+        voice, name = parse_ref(ref)
+        rows = ctx.projects.flagged(voice, name)
+        if not rows:
+            gr.Info("No segment is flagged by QA or for voice drift.")
+        elif ctx.job_runner.enqueue_project(ref, rows, new_seed=True) is None:
+            gr.Info("The flagged segments are already waiting to render.")
+        else:
+            gr.Info(f"{len(rows)} flagged segment(s) queued with new seeds.")
+        return _view(ctx, ref, flagged, session, force=True)
+
+    @ui_handler
     def restitch(ref, flagged, session):
         voice, name = parse_ref(ref)
         result = ctx.projects.restitch(voice, name)
@@ -346,4 +394,5 @@ def _wire_edits(ctx: AppContext, c: dict[str, Any], view_out: list, take_out: li
     base = [c["project"], c["flagged_only"], c["session"]]
     c["render"].click(render, base, view_out, api_visibility="private")
     c["restitch"].click(restitch, base, view_out, api_visibility="private")
+    c["regen_flagged"].click(regenerate_flagged, base, view_out, api_visibility="private")
     c["cancel"].click(cancel, base, view_out, api_visibility="private")

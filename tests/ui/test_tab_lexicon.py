@@ -68,3 +68,26 @@ def test_the_tab_is_in_the_app(ctx):
     demo = build_ui(ctx)
     assert "Lexicon & Preview" in TABS
     assert set(demo.app_components["lexicon"]) >= {"table", "save", "preview", "cleaned", "summary", "ids"}
+
+
+def test_a_project_has_its_own_lexicon_over_the_global_one(ctx):
+    from src.lexicon import project_lexicon_path
+    from src.settings import GenerateDefaults
+    from tests.app_doubles import make_voice
+
+    make_voice(ctx.paths.voices_dir, "amy", (1.0,))
+    ctx.projects.create("book", "amy", "Hello.", GenerateDefaults(num_autoregressive_samples=2))
+    assert tab_lexicon.scope_choices(ctx) == [tab_lexicon.GLOBAL, "amy/book"]
+    tab_lexicon.save_clicked(ctx, table([["SQL", "sequel"]]))
+    rows, status = tab_lexicon.save_clicked(ctx, table([["Nguyen", "win"]]), "amy/book")
+    assert status == "Saved 1 entries for amy/book."
+    saved = json.loads(project_lexicon_path(ctx.projects.folder("amy", "book")).read_text(encoding="utf-8"))
+    assert [e["word"] for e in saved["entries"]] == ["Nguyen"]
+    assert tab_lexicon.load_table(ctx, "amy/book") == ([["Nguyen", "win"]], "1 entries.")
+    assert tab_lexicon.load_table(ctx, tab_lexicon.GLOBAL) == ([["SQL", "sequel"]], "1 entries.")
+    html, _, _ = tab_lexicon.preview_clicked(ctx, "Nguyen knows SQL.", table([["Nguyen", "win"]]), "amy/book")
+    assert html.startswith("<p>win knows sequel.")  # the project's entries over the global ones
+    with pytest.raises(gr.Error, match="form a loop"):  # a loop across the two files is refused
+        tab_lexicon.save_clicked(ctx, table([["sequel", "SQL"]]), "amy/book")
+    with pytest.raises(gr.Error, match="no project"):
+        tab_lexicon.load_table(ctx, "amy/missing")

@@ -28,7 +28,8 @@ def test_table_status_and_flagged_filter(tmp_path):
     project = ctx.projects._update("amy", "book", flag).project
     table = tab_projects.row_table(project)
     assert [line[0] for line in table] == [1, 2, 3]
-    assert table[1][2:5] == ["done", "50", FLAG_DROPPED] and table[1][7:] == [1, 1]
+    assert table[1][1:5] == ["amy", "Two.", "done", "50"] and table[1][6:8] == [FLAG_DROPPED, 1.0]
+    assert table[1][5] == "" and table[1][10:] == [1, 1]  # no voice-match score: the check was off
     assert [line[0] for line in tab_projects.row_table(project, flagged_only=True)] == [2]
     assert tab_projects.summary(project) == "**book** (amy): 3/3 segments done, 1 flagged by QA."
 
@@ -41,7 +42,7 @@ def test_a_tab_is_told_when_another_tab_edited_the_project(tmp_path):
     ctx.projects.edit_text("amy", "book", project.rows[0].id, "Changed.", Edit("other-tab", 0))
     second = tab_projects._view(ctx, "amy/book", False, session)
     assert "Another tab changed this project" in second[0]
-    assert second[1][0][1] == "Changed."
+    assert second[1][0][2] == "Changed."
     unchanged = tab_projects._view(ctx, "amy/book", False, second[4])
     assert unchanged[1] == tab_projects.gr.update()  # nothing new: the table and player are left alone
 
