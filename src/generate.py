@@ -369,8 +369,8 @@ class Generator:
             )  # fmt: skip
             where = f"Line {index + 1}: " if lines > 1 else ""
             run.notes.extend(where + note for note in result.notes)
-            # {speed} spans are stretched after the vocoder (and after cutting [brackets], which aligns
-            # the audio with the prompt as spoken)
+            # {speed} spans are stretched after the vocoder and after cutting [brackets], since the
+            # aligner matches the prompt to the audio as TorToiSe spoke it
             waves.append([
                 stretch(self._redact(run, w.reshape(1, -1), prompt, where), prompts.speeds[index])
                 for w in result.waveforms
