@@ -147,3 +147,44 @@ def non_final_outputs(
         return []
     keep = {Path(p) for p in finals}
     return [Path(p) for p in outputs if Path(p) not in keep]
+
+
+def join_with_pauses(
+    clips: Sequence[torch.Tensor],
+    sample_rate: int,
+    pauses_after_s: Sequence[float],
+    pause_before_s: float = 0.0,
+) -> torch.Tensor:
+    """Concatenate clips in order with a silence of its own after each (the `[pause]` markup).
+
+    Args:
+        clips: one or more tensors [samples] or [channels, samples], all with the same leading shape.
+        sample_rate: their rate in Hz.
+        pauses_after_s: per clip, the seconds of silence after it (0 = none; the last one is kept too).
+        pause_before_s: seconds of silence before the first clip.
+
+    Returns:
+        One tensor with the clips' leading shape; each pause is round(seconds * sample_rate) zeros.
+
+    Raises:
+        InvalidInput: no clips, a pause per clip missing, a negative pause, or different channel counts.
+    """
+    if not clips:
+        raise InvalidInput("There are no clips to join.")
+    if len(pauses_after_s) != len(clips):
+        raise InvalidInput(f"{len(clips)} clips need {len(clips)} pauses, not {len(pauses_after_s)}.")
+    pauses = [pause_before_s, *pauses_after_s]
+    bad = [pause for pause in pauses if not math.isfinite(pause) or pause < 0]
+    if bad:
+        raise InvalidInput(f"A pause must be 0 s or more, not {bad[0]}.")
+    lead = clips[0].shape[:-1]
+    if any(clip.shape[:-1] != lead for clip in clips):
+        raise InvalidInput("Cannot join clips with different numbers of channels.")
+
+    def silence(seconds: float) -> list[torch.Tensor]:
+        return [clips[0].new_zeros(*lead, round(seconds * sample_rate))] if seconds > 0 else []
+
+    parts = silence(pause_before_s)
+    for clip, pause in zip(clips, pauses_after_s, strict=True):
+        parts += [clip.to(clips[0].dtype), *silence(pause)]
+    return torch.cat(parts, dim=-1)

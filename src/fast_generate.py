@@ -1,6 +1,8 @@
 """Fast-mode generation for the app: every line is streamed from the core's FastStream, each chunk handed
 to the caller as soon as it exists, then saved like a standard run (clips, combined.wav, metadata with the
 mode). A stopped stream keeps the audio made so far as `partial.wav`, marked partial in its metadata.
+The global lexicon and inline markup apply as in standard runs: a `[pause]` is played as silence, and a
+`{speed}` span is played once it is whole (the time-stretch needs all of it).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from src.audio_ops import join_clips, non_final_outputs, postprocess_output
+from src.audio_ops import join_with_pauses, non_final_outputs, postprocess_output
 from src.errors import InvalidInput
 from src.generate import (
     GenerateRequest,
@@ -26,6 +28,8 @@ from src.generate import (
     _split_notes,
     check_request,
 )
+from src.lexicon import Lexicon
+from src.markup import stretch
 from src.prompting import prepare_prompts, resolve_seed
 from src.results import (
     clip_filename,
@@ -77,22 +81,26 @@ class FastGenerator:
         self.generator = generator
         self.stream_settings = stream_settings or StreamSettings()
 
-    def generate(self, request: GenerateRequest, progress: Callable[[float, str], None] | None = None
-                 ) -> GenerateResult:
+    def generate(self, request: GenerateRequest, progress: Callable[[float, str], None] | None = None, *,
+                 lexicon: Lexicon | None = None) -> GenerateResult:
         """The whole run without playback (the API and Generator.generate in Fast mode)."""
-        for update in self.stream(request):
+        for update in self.stream(request, lexicon=lexicon):
             if progress is not None and update.status:
                 progress(0.5, update.status)
             if update.result is not None:
                 return update.result
         raise AssertionError("a fast run always ends with a result")
 
-    def stream(self, request: GenerateRequest) -> Iterator[FastUpdate]:
+    def stream(self, request: GenerateRequest, *, lexicon: Lexicon | None = None) -> Iterator[FastUpdate]:
         """Yield each line's chunks as they are made, then one update with the saved result.
+
+        Args:
+            request: the Generate tab's values (Mode Fast); the text may hold inline markup.
+            lexicon: respells what TorToiSe hears; None reads the global one (`config/lexicon.json`).
 
         Raises:
             InvalidInput: Candidates above 1 or a CVVP weight (fast mode has nothing to rank), [brackets]
-                or an emotion (they cannot be cut from a stream), bad values.
+                or an emotion (they cannot be cut from a stream), bad markup, a bad lexicon, bad values.
             VoiceNotFound / VoiceUnusable / TortoiseError: as for standard generation.
         """
         g = self.generator
@@ -102,7 +110,9 @@ class FastGenerator:
                 "Fast mode makes one clip per line and ranks nothing: set Candidates to 1 and CVVP Weight "
                 "to 0, or switch Mode to Standard."
             )
-        prompts = prepare_prompts(request.text, request.delimiter, request.emotion, request.custom_emotion)
+        lexicon, lexicon_notes = (lexicon, ()) if lexicon is not None else g.read_lexicon()
+        prompts = prepare_prompts(request.text, request.delimiter, request.emotion, request.custom_emotion,
+                                  respell=lexicon.apply if lexicon.entries else None)
         if any("[" in prompt for prompt in prompts.prompts):
             raise InvalidInput(
                 "Fast mode plays the audio while it is made, so [bracketed] words and emotions cannot be cut "
@@ -110,7 +120,7 @@ class FastGenerator:
             )
         seed = resolve_seed(request.seed)
         settings = g.settings()
-        notes = [*_split_notes(request, prompts.lines, prompts.auto_split), UNUSED_NOTE]
+        notes = [*lexicon_notes, *_split_notes(request, prompts.lines, prompts.auto_split), UNUSED_NOTE]
         started = time.perf_counter()
         with g.engine.job(half=request.half_precision) as tts:
             for prompt in prompts.prompts:
@@ -133,36 +143,33 @@ class FastGenerator:
 
     def _lines(self, run: _Run) -> Iterator[FastUpdate]:
         """Stream and save every line; returns the GenerateResult (the generator's return value)."""
-        g, lines = self.generator, run.prompts.lines
+        g, prompts = self.generator, run.prompts
         options = {k: v for k, v in g.engine.default_options.items() if k not in FAST_UNUSED_OPTIONS}
         options.update(temperature=run.request.temperature, top_p=run.request.top_p,
                        length_penalty=run.request.length_penalty,
                        repetition_penalty=run.request.repetition_penalty)
         waves: list[torch.Tensor] = []
         written: list[Path] = []
-        chunks: list[torch.Tensor] = []
+        heard: list[torch.Tensor] = []  # every chunk played so far, silences included
         try:
-            for index, prompt in enumerate(run.prompts.prompts):
-                line_start, chunks = time.perf_counter(), []
-                stream = run.tts.tts_stream(
-                    prompt, conditioning_latents=run.voice.latents, seed=run.seed,
-                    cancel=g.engine.is_cancelled, settings=self._settings(options), **options,
-                )
-                status = f"Line {index + 1}/{len(lines)}" if len(lines) > 1 else "Speaking"
-                for chunk in stream:
-                    chunks.append(chunk)
-                    yield FastUpdate(audio=chunk.numpy(), line=index, status=status)
-                run.notes.extend(stream.notes)
-                waves.append(torch.cat(chunks).reshape(1, -1))
-                name = clip_filename(index, 0, lines=len(lines), candidates=1)
-                written.append(run.save(name, waves[-1], lines[index], time.perf_counter() - line_start))
+            if prompts.pause_before_s:
+                yield _silence(prompts.pause_before_s, 0, heard)
+            for index in range(len(prompts.lines)):
+                line_start = time.perf_counter()
+                waves.append((yield from self._line(run, index, options, heard)))
+                name = clip_filename(index, 0, lines=len(prompts.lines), candidates=1)
+                seconds = time.perf_counter() - line_start
+                written.append(run.save(name, waves[-1], prompts.marked_line(index), seconds))
+                if prompts.pauses_after_s[index]:
+                    yield _silence(prompts.pauses_after_s[index], index, heard)
         except GenerationCancelled:
-            return self._keep_partial(run, waves, chunks, written)
+            return self._keep_partial(run, heard, written)
         finals = list(written)
-        text = lines[0]
-        if len(lines) > 1:
+        text = prompts.marked_line(0)
+        if len(prompts.lines) > 1 or prompts.has_pauses:
             text = run.request.text.strip()
-            joined = join_clips(waves, OUTPUT_SAMPLE_RATE)
+            joined = join_with_pauses(waves, OUTPUT_SAMPLE_RATE, prompts.pauses_after_s,
+                                      prompts.pause_before_s)
             finals = [run.save(combined_filename(0, candidates=1), joined, text, run.elapsed_s())]
             written.extend(finals)
         finals = g._voicefixer(run, finals, text, written)
@@ -172,6 +179,31 @@ class FastGenerator:
             include_latents=False))
         return self._result(run, finals)
 
+    def _line(self, run: _Run, index: int, options: dict, heard: list[torch.Tensor]) -> Iterator[FastUpdate]:
+        """Stream one line, played chunk by chunk; returns its audio, (1, samples), stretched to its speed.
+
+        A line in a `{speed}` span is held back until it is whole, then stretched and played at once.
+        """
+        g, lines, speed = self.generator, run.prompts.lines, run.prompts.speeds[index]
+        stream = run.tts.tts_stream(
+            run.prompts.prompts[index], conditioning_latents=run.voice.latents, seed=run.seed,
+            cancel=g.engine.is_cancelled, settings=self._settings(options), **options,
+        )
+        status = f"Line {index + 1}/{len(lines)}" if len(lines) > 1 else "Speaking"
+        chunks: list[torch.Tensor] = []
+        for chunk in stream:
+            chunks.append(chunk)
+            if speed == 1.0:
+                heard.append(chunk.reshape(-1))
+                yield FastUpdate(audio=chunk.numpy(), line=index, status=status)
+        run.notes.extend(stream.notes)
+        wave = torch.cat(chunks).reshape(1, -1)
+        if speed != 1.0:
+            wave = stretch(wave, speed)
+            heard.append(wave.reshape(-1))
+            yield FastUpdate(audio=wave.reshape(-1).numpy(), line=index, status=f"{status} (speed {speed:g})")
+        return wave
+
     def _settings(self, options: dict) -> StreamSettings:
         """The stream settings with chunk sizes capped at the most codes a line may have."""
         limit = int(options.get("max_mel_tokens", 500))
@@ -179,14 +211,12 @@ class FastGenerator:
         return dataclasses.replace(s, first_chunk_codes=min(s.first_chunk_codes, limit),
                                    chunk_codes=min(s.chunk_codes, limit))
 
-    def _keep_partial(self, run: _Run, waves: list[torch.Tensor], chunks: list[torch.Tensor],
-                      written: list[Path]) -> GenerateResult:
-        """Stop was pressed: save everything heard so far as partial.wav (marked partial) and report it."""
-        pieces = [*waves, *([torch.cat(chunks).reshape(1, -1)] if chunks else [])]
-        if not pieces:
+    def _keep_partial(self, run: _Run, heard: list[torch.Tensor], written: list[Path]) -> GenerateResult:
+        """Stop was pressed: save everything played so far as partial.wav (marked partial) and report it."""
+        if not heard:
             run.notes.append("Stopped before any audio was made; nothing was saved.")
             return self._result(run, written)
-        audio = torch.cat([p.reshape(-1) for p in pieces]).reshape(1, -1)
+        audio = torch.cat(heard).reshape(1, -1)
         meta = dataclasses.replace(run.metadata(run.request.text.strip(), run.elapsed_s()), partial=True)
         out, rate = postprocess_output(audio, OUTPUT_SAMPLE_RATE, run.settings.output_sample_rate,
                                        run.settings.output_volume)
@@ -201,3 +231,8 @@ class FastGenerator:
                               tuple(dict.fromkeys(run.notes)), run.prompts.lines, run.voice.sample)
 
 
+def _silence(seconds: float, line: int, heard: list[torch.Tensor]) -> FastUpdate:
+    """A `[pause]`: that much silence, played like any chunk (and kept in `heard`)."""
+    chunk = torch.zeros(round(seconds * OUTPUT_SAMPLE_RATE))
+    heard.append(chunk)
+    return FastUpdate(audio=chunk.numpy(), line=line, status=f"Pause {seconds:g} s")

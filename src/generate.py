@@ -1,6 +1,7 @@
 """Generation service: GenerateRequest -> lines x candidates -> clips (+ combined.wav) with
 metadata in `results/<voice>/<run>/`, optional VoiceFixer pass, non-final clean-up; returns a
-GenerateResult.
+GenerateResult. The global pronunciation lexicon respells what TorToiSe hears, and inline markup
+(`[pause 0.8s]`, `{speed 0.9}...{/speed}`) times the joined audio.
 
 A run either completes or leaves nothing behind: on Stop or an error its folder is removed.
 """
@@ -20,12 +21,15 @@ from typing import Any
 
 import torch
 
-from src.audio_ops import join_clips, non_final_outputs, postprocess_output
+from src.audio_ops import join_with_pauses, non_final_outputs, postprocess_output
 from src.engine import TTSEngine
 from src.errors import InvalidInput, MetadataError, SettingsError
+from src.lexicon import Lexicon, LexiconError, build_lexicon, global_lexicon_path, read_lexicon_rows
+from src.markup import has_markup, parse_markup, stretch
 from src.metadata import GenerationMetadata, encode_latents, save_metadata
 from src.paths import SPECIAL_VOICES, AppPaths
 from src.preflight import (
+    BYTES_PER_SAMPLE,
     DiskUsage,
     check_aligner,
     check_disk_space,
@@ -235,12 +239,18 @@ class Generator:
             )
 
     def generate(
-        self, request: GenerateRequest, progress: ProgressFn | None = None
+        self, request: GenerateRequest, progress: ProgressFn | None = None, *, lexicon: Lexicon | None = None
     ) -> GenerateResult:
         """Generate every line of the prompt with every candidate and save the clips.
 
+        Args:
+            request: the Generate tab's values; its text may hold inline markup (`src.markup`).
+            progress: (fraction 0..1, message) callback.
+            lexicon: respells what TorToiSe hears; None reads the global one (`config/lexicon.json`).
+
         Raises:
             InvalidInput / SettingsError: bad values (empty prompt, no voice, ranges).
+            MarkupError / LexiconError: bad markup, or a lexicon file with bad entries (InvalidInput).
             VoiceNotFound / VoiceUnusable: the voice cannot be used.
             GenerationCancelled: Stop was pressed; nothing is left on disk.
             TortoiseError: a line is too long, the models cannot load, ...
@@ -249,18 +259,18 @@ class Generator:
         if request.generation_mode == "Fast":
             from src.fast_generate import FastGenerator  # imported here: it builds on this module
 
-            return FastGenerator(self).generate(request, progress)
+            return FastGenerator(self).generate(request, progress, lexicon=lexicon)
         report = progress or (lambda fraction, text: None)
         # the cheap checks first, before waiting for the engine or loading anything
-        check_control_characters(request.text)
-        emotion_prefix(request.emotion, request.custom_emotion)
+        check_text(request)
+        lexicon, lexicon_notes = (lexicon, ()) if lexicon is not None else self.read_lexicon()
         seed = resolve_seed(request.seed)
         settings = self.settings()
         started = time.perf_counter()
         report(0.0, "Loading the model")
         with self.engine.job(half=request.half_precision, on_wait=_wait_progress(report)) as tts:
-            prompts = _prompts_for(tts, request)
-            notes = _split_notes(request, prompts.lines, prompts.auto_split)
+            prompts = _prompts_for(tts, request, lexicon)
+            notes = [*lexicon_notes, *_split_notes(request, prompts.lines, prompts.auto_split)]
             self._preflight(tts, request, prompts, settings, notes, report)
             report(0.01, "Preparing the voice")
             with self.engine.latents_on_cpu(tts, settings.force_cpu_for_conditioning_latents):
@@ -294,6 +304,23 @@ class Generator:
             voice.sample,
         )  # fmt: skip
 
+    def read_lexicon(self) -> tuple[Lexicon, tuple[str, ...]]:
+        """The global pronunciation lexicon, read afresh (it is a small file), and notes on reading it.
+
+        A missing file is an empty lexicon; an unreadable one is set aside as `lexicon.json.bak` (a note).
+
+        Raises:
+            LexiconError: the file holds entries that cannot be used; nothing has rendered yet.
+        """
+        path = global_lexicon_path(self.paths.config_dir)
+        loaded = read_lexicon_rows(path)
+        try:
+            return build_lexicon(loaded.rows), loaded.warnings
+        except LexiconError as error:
+            raise LexiconError(
+                f"{error.message}\nFix it in the Lexicon & Preview tab (saved in {path}), then run again."
+            ) from error
+
     def _preflight(
         self, tts: Any, request: GenerateRequest, prompts: PreparedPrompts, settings: AppSettings,
         notes: list[str], report: ProgressFn,
@@ -319,19 +346,21 @@ class Generator:
         max_mel_tokens = int(self.engine.default_options.get("max_mel_tokens", DEFAULT_MAX_MEL_TOKENS))
         rate = settings.output_sample_rate or OUTPUT_SAMPLE_RATE
         needed = estimate_output_bytes(len(prompts.lines), request.candidates, rate, max_mel_tokens)
+        # {speed} spans lengthen lines by up to 1/speed; [pause]s add silence to the joined clips
+        pause_bytes = (prompts.pause_before_s + sum(prompts.pauses_after_s)) * rate * BYTES_PER_SAMPLE
+        needed = int(needed / min(prompts.speeds) + pause_bytes * request.candidates)
         check_disk_space(self.paths.results_dir, needed, self.disk_usage)
 
     # ------------------------------------------------------------------ one run
 
     def _run_lines(self, run: _Run) -> list[Path]:
         """Generate, save, join, fix and prune; returns the final files (the caller cleans up)."""
-        request, lines = run.request, len(run.prompts.lines)
+        request, prompts = run.request, run.prompts
+        lines = len(prompts.lines)
         options = self.options_for(request, run.settings)
         written: list[Path] = []
         waves: list[list[torch.Tensor]] = []  # [line][candidate] -> (1, samples) at 24 kHz
-        for index, (line, prompt) in enumerate(
-            zip(run.prompts.lines, run.prompts.prompts, strict=True)
-        ):
+        for index, prompt in enumerate(prompts.prompts):
             line_start = time.perf_counter()
             result = run.tts.tts(
                 prompt, conditioning_latents=run.voice.latents, seed=run.seed,
@@ -340,21 +369,27 @@ class Generator:
             )  # fmt: skip
             where = f"Line {index + 1}: " if lines > 1 else ""
             run.notes.extend(where + note for note in result.notes)
-            waves.append([self._redact(run, w.reshape(1, -1), prompt, where) for w in result.waveforms])
+            # {speed} spans are stretched after the vocoder and after cutting [brackets], since the
+            # aligner matches the prompt to the audio as TorToiSe spoke it
+            waves.append([
+                stretch(self._redact(run, w.reshape(1, -1), prompt, where), prompts.speeds[index])
+                for w in result.waveforms
+            ])  # fmt: skip
             seconds = time.perf_counter() - line_start
             for candidate, wav in enumerate(waves[-1]):
                 name = clip_filename(index, candidate, lines=lines, candidates=request.candidates)
-                written.append(run.save(name, wav, line, seconds))
+                written.append(run.save(name, wav, prompts.marked_line(index), seconds))
             self.engine.check_cancelled()
 
         run.report(1.0 - SAVE_SHARE, "Saving")
         finals = list(written)
-        final_text = run.prompts.lines[0]
-        if lines > 1:
+        final_text = prompts.marked_line(0)
+        if lines > 1 or prompts.has_pauses:
             final_text = request.text.strip()
             finals = []
             for candidate in range(len(waves[0])):
-                joined = join_clips([line[candidate] for line in waves], OUTPUT_SAMPLE_RATE)
+                joined = join_with_pauses([line[candidate] for line in waves], OUTPUT_SAMPLE_RATE,
+                                          prompts.pauses_after_s, prompts.pause_before_s)  # fmt: skip
                 name = combined_filename(candidate, candidates=request.candidates)
                 finals.append(run.save(name, joined, final_text, run.elapsed_s()))
             written.extend(finals)
@@ -518,13 +553,26 @@ def _wait_progress(report: ProgressFn) -> Callable[[int], None]:
     )
 
 
-def _prompts_for(tts: Any, request: GenerateRequest) -> PreparedPrompts:
-    """The lines of the request, split by tokens after cleaning when the model has a tokenizer."""
+def check_text(request: GenerateRequest) -> None:
+    """The checks of the prompt that need no model: control characters, markup, the emotion.
+
+    Raises:
+        InvalidInput: naming the problem; MarkupError names the character of bad markup.
+    """
+    check_control_characters(request.text)
+    if has_markup(request.text):
+        parse_markup(request.text)
+    emotion_prefix(request.emotion, request.custom_emotion)
+
+
+def _prompts_for(tts: Any, request: GenerateRequest, lexicon: Lexicon) -> PreparedPrompts:
+    """The lines of the request, split by tokens after cleaning when the model has a tokenizer, and
+    respelled by the lexicon in the prompts (lines are measured as respelled)."""
     count = getattr(tts, "count_text_tokens", None)
     limit = int(getattr(tts, "text_token_limit", 0) or 0)
     return prepare_prompts(
         request.text, request.delimiter, request.emotion, request.custom_emotion,
-        count_tokens=count, token_limit=limit,
+        count_tokens=count, token_limit=limit, respell=lexicon.apply if lexicon.entries else None,
     )  # fmt: skip
 
 

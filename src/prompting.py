@@ -1,4 +1,5 @@
-"""Pure text preparation for the Generate tab: line splitting, hidden emotion prefixes, seed policy.
+"""Pure text preparation for the Generate tab: line splitting, hidden emotion prefixes, inline markup
+(pauses and speed spans) and lexicon respelling of what TorToiSe hears, seed policy.
 
 No I/O and no models: every function maps its arguments to a result, so the rules are easy to test.
 """
@@ -11,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from src.errors import InvalidInput
+from src.markup import Pause, has_markup, parse_markup
 from tortoise import InvalidInputError, split_text_by_tokens
 
 EMOTIONS = ("None", "Happy", "Sad", "Angry", "Disgusted", "Arrogant", "Custom")
@@ -43,12 +45,23 @@ class TokenBudget:
 CHARACTER_BUDGET = TokenBudget(len, SPLIT_DESIRED_LENGTH, SPLIT_MAX_LENGTH)
 
 
-def token_budget(count_tokens: Callable[[str], int], limit: int, prefix: str = "") -> TokenBudget:
-    """A budget in tokens for lines spoken after `prefix` (the hidden emotion), within one pass's `limit`."""
+def token_budget(
+    count_tokens: Callable[[str], int], limit: int, prefix: str = "",
+    respell: Callable[[str], str] | None = None,
+) -> TokenBudget:  # fmt: skip
+    """A budget in tokens for lines spoken after `prefix` (the hidden emotion), within one pass's `limit`.
+
+    With `respell` (the lexicon), a line is measured as TorToiSe will hear it: respelled, prefix untouched.
+    """
+    say = respell or _unchanged
     maximum = min(SPLIT_MAX_TOKENS, limit)
     return TokenBudget(
-        lambda text: count_tokens(prefix + text), min(SPLIT_DESIRED_TOKENS, maximum), maximum
+        lambda text: count_tokens(prefix + say(text)), min(SPLIT_DESIRED_TOKENS, maximum), maximum
     )
+
+
+def _unchanged(text: str) -> str:
+    return text
 
 
 def check_control_characters(text: str) -> None:
@@ -96,17 +109,41 @@ class SplitText:
 
 @dataclass(frozen=True)
 class PreparedPrompts:
-    """Lines and the text actually sent to TorToiSe for each.
+    """Lines and the text actually sent to TorToiSe for each, with the timing the markup asks for.
 
     Attributes:
-        lines: the user's lines without prefixes (what metadata stores).
-        prompts: each line with its hidden emotion prefix.
+        lines: the user's lines without prefixes, respellings or markup.
+        prompts: each line respelled by the lexicon, with its hidden emotion prefix (what TorToiSe hears).
         auto_split: see SplitText.
+        speeds: per line, the `{speed X}` time-stretch of its audio (1.0 = none); empty means all 1.0.
+        pauses_after_s: per line, the `[pause]` silence after it, in seconds; empty means none.
+        pause_before_s: silence before the first line (a `[pause]` at the very start).
     """
 
     lines: tuple[str, ...]
     prompts: tuple[str, ...]
     auto_split: bool
+    speeds: tuple[float, ...] = ()
+    pauses_after_s: tuple[float, ...] = ()
+    pause_before_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        count = len(self.lines)
+        if not self.speeds:
+            object.__setattr__(self, "speeds", (1.0,) * count)
+        if not self.pauses_after_s:
+            object.__setattr__(self, "pauses_after_s", (0.0,) * count)
+        assert len(self.prompts) == len(self.speeds) == len(self.pauses_after_s) == count
+
+    @property
+    def has_pauses(self) -> bool:
+        """True when some silence must be inserted (the lines cannot be saved one clip per line alone)."""
+        return self.pause_before_s > 0 or any(pause > 0 for pause in self.pauses_after_s)
+
+    def marked_line(self, index: int) -> str:
+        """Line `index` as the user wrote it: wrapped in its `{speed X}` markup when it has one."""
+        line, speed = self.lines[index], self.speeds[index]
+        return line if speed == 1.0 else f"{{speed {speed:g}}}{line}{{/speed}}"
 
 
 def normalize_delimiter(delimiter: str | None) -> str:
@@ -238,23 +275,56 @@ def prepare_prompts(
     *,
     count_tokens: Callable[[str], int] | None = None,
     token_limit: int = 0,
+    respell: Callable[[str], str] | None = None,
 ) -> PreparedPrompts:
     """Split the text (see `split_text`) and prefix every line with the emotion (see `emotion_prefix`).
+
+    Text with inline markup (`src.markup`) is cut at every `[pause]` and `{speed}` span first; each
+    speech piece is then split as plain text, its lines carry its speed, and the last of them the pause
+    that follows. Markup never reaches the prompts.
 
     Args:
         count_tokens / token_limit: measure lines in tokens after cleaning, the emotion prefix
             included, within `token_limit` tokens per pass; None splits by characters.
+        respell: the pronunciation lexicon (`Lexicon.apply`), applied to each line of the prompts (never
+            to the emotion prefix or `lines`); lines are measured respelled. None leaves the text as is.
 
     Raises:
-        InvalidInput: empty text, control characters, an unknown emotion, or a word too long.
+        InvalidInput: empty text, control characters, an unknown emotion, a word too long, only pauses.
+        MarkupError: bad markup (an InvalidInput naming the character).
     """
     check_control_characters(text)
     prefix = emotion_prefix(emotion, custom_emotion)
+    say = respell or _unchanged
     budget = CHARACTER_BUDGET
     if count_tokens is not None and token_limit > 0:
-        budget = token_budget(count_tokens, token_limit, prefix)
-    split = split_text(text, delimiter, budget=budget)
-    return PreparedPrompts(split.lines, tuple(prefix + line for line in split.lines), split.auto_split)
+        budget = token_budget(count_tokens, token_limit, prefix, respell)
+    elif respell is not None:
+        budget = TokenBudget(lambda line: len(say(line)), SPLIT_DESIRED_LENGTH, SPLIT_MAX_LENGTH)
+    if not has_markup(text):
+        split = split_text(text, delimiter, budget=budget)
+        prompts = tuple(prefix + say(line) for line in split.lines)
+        return PreparedPrompts(split.lines, prompts, split.auto_split)
+    lines: list[str] = []
+    speeds: list[float] = []
+    pauses: list[float] = []
+    pause_before_s, auto_split = 0.0, False
+    for piece in parse_markup(text):
+        if isinstance(piece, Pause):
+            if pauses:
+                pauses[-1] = round(pauses[-1] + piece.seconds, 6)
+            else:
+                pause_before_s = round(pause_before_s + piece.seconds, 6)
+            continue
+        split = split_text(piece.text, delimiter, budget=budget)
+        auto_split = auto_split or split.auto_split
+        lines.extend(split.lines)
+        speeds.extend(piece.speed for _ in split.lines)
+        pauses.extend(0.0 for _ in split.lines)
+    if not lines:
+        raise InvalidInput("There is nothing to say: the text holds only pauses. Add some words.")
+    prompts = tuple(prefix + say(line) for line in lines)
+    return PreparedPrompts(tuple(lines), prompts, auto_split, tuple(speeds), tuple(pauses), pause_before_s)
 
 
 def resolve_seed(seed: int | float | None, rng: random.Random | None = None) -> int:

@@ -94,3 +94,29 @@ def test_non_final_outputs_policy():
     assert non_final_outputs(outputs, ["r/combined.wav"], delete_non_final=True) == outputs[:2]
     assert non_final_outputs(outputs, ["r/combined.wav"], delete_non_final=False) == []
     assert non_final_outputs(outputs[:1], outputs[:1], delete_non_final=True) == []
+
+
+from src.audio_ops import join_with_pauses  # noqa: E402
+
+
+def test_join_with_pauses_puts_each_pause_after_its_clip():
+    a, b = torch.ones(1, 10), 2 * torch.ones(1, 5)
+    joined = join_with_pauses([a, b], 100, [0.03, 0.02], pause_before_s=0.01)
+    assert joined.shape == (1, 1 + 10 + 3 + 5 + 2)
+    assert torch.equal(joined, torch.cat([torch.zeros(1, 1), a, torch.zeros(1, 3), b, torch.zeros(1, 2)], -1))
+    assert torch.equal(join_with_pauses([a, b], 100, [0.0, 0.0]), torch.cat([a, b], -1))
+
+
+@pytest.mark.parametrize(
+    ("clips", "pauses", "before", "message"),
+    [
+        ([], [], 0.0, "no clips"),
+        ([torch.ones(4)], [0.1, 0.1], 0.0, "1 clips need 1 pauses"),
+        ([torch.ones(4)], [-0.1], 0.0, "0 s or more"),
+        ([torch.ones(4)], [0.1], float("nan"), "0 s or more"),
+        ([torch.ones(1, 4), torch.ones(2, 4)], [0.0, 0.0], 0.0, "channels"),
+    ],
+)
+def test_join_with_pauses_rejects_bad_input(clips, pauses, before, message):
+    with pytest.raises(InvalidInput, match=message):
+        join_with_pauses(clips, 100, pauses, before)

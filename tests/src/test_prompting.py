@@ -148,3 +148,46 @@ def test_token_budget_counts_the_emotion_prefix_and_numbers():
 def test_a_word_too_long_for_a_line_is_named():
     with pytest.raises(InvalidInput, match="The word 'aaaa"):
         split_text("Say " + "a" * 500 + " now.", "")
+
+
+# --------------------------------------------------------------------------- markup and lexicon
+
+from src.lexicon import build_lexicon  # noqa: E402
+from src.markup import MarkupError  # noqa: E402
+
+
+def test_plain_text_has_no_timing():
+    prepared = prepare_prompts("One.\nTwo.", "\\n", "None")
+    assert prepared.speeds == (1.0, 1.0) and prepared.pauses_after_s == (0.0, 0.0)
+    assert prepared.pause_before_s == 0.0 and not prepared.has_pauses
+    assert prepared.marked_line(1) == "Two."
+
+
+def test_markup_pieces_split_into_lines_that_carry_speed_and_pauses():
+    text = "[pause 1s]Intro. [pause 0.5s] {speed 0.8}Slow one.\nSlow two.{/speed} [pause .2][pause .3s] End."
+    prepared = prepare_prompts(text, "\\n", "Sad")
+    assert prepared.lines == ("Intro.", "Slow one.", "Slow two.", "End.")
+    assert prepared.prompts == tuple(f"[I am really sad,] {line}" for line in prepared.lines)
+    assert prepared.speeds == (1.0, 0.8, 0.8, 1.0)
+    assert prepared.pauses_after_s == (0.5, 0.0, 0.5, 0.0)  # consecutive pauses add up
+    assert prepared.pause_before_s == 1.0 and prepared.has_pauses
+    assert prepared.marked_line(2) == "{speed 0.8}Slow two.{/speed}" and prepared.marked_line(3) == "End."
+
+
+def test_markup_errors_and_only_pauses_are_refused():
+    with pytest.raises(MarkupError, match="character 7"):
+        prepare_prompts("Hello {speed 9}x{/speed}", "", "None")
+    with pytest.raises(InvalidInput, match="nothing to say"):
+        prepare_prompts("[pause 1s]", "", "None")
+
+
+def test_respelling_reaches_the_prompts_only_and_lines_are_measured_respelled():
+    lexicon = build_lexicon([("SQL", "sequel"), ("sad", "blue")])
+    prepared = prepare_prompts("SQL is not MySQL. [pause 1s] So sad.", "", "Sad", respell=lexicon.apply)
+    assert prepared.lines == ("SQL is not MySQL.", "So sad.")
+    assert prepared.prompts == ("[I am really sad,] sequel is not MySQL.", "[I am really sad,] So blue.")
+    long = build_lexicon([("x", "a very long way of saying the letter ecks " * 5)])
+    assert len(prepare_prompts("x x x. y y y.", "", "None").lines) == 1
+    respelled = prepare_prompts("x x x. y y y.", "", "None", respell=long.apply)
+    assert respelled.auto_split and len(respelled.lines) > 1 and " ".join(respelled.lines) == "x x x. y y y."
+    assert all(len(prompt) <= 300 for prompt in respelled.prompts)  # the character budget, respelled
