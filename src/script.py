@@ -27,6 +27,7 @@ from src.voices import AUDIO_EXTENSIONS, LATENTS_PREFIX, VoiceLibrary
 
 if TYPE_CHECKING:
     from src.generate import GenerateRequest, Generator
+    from src.lexicon import Lexicon
 
 # A speaker label: starts with a letter, up to 100 characters without brackets or colons, then a colon
 # followed by a space or the end of the line (so "10:30" and "http://..." are not labels).
@@ -248,7 +249,7 @@ def render_script(
     generator: Generator,
     request: GenerateRequest,
     *,
-    respell: Callable[[str], str] | None = None,
+    lexicon: Lexicon | None = None,
     progress: Callable[[float, str], None] | None = None,
 ) -> ScriptResult:
     """Render a script (`request.text`) into one combined file, each row with its voice.
@@ -261,7 +262,8 @@ def render_script(
     Args:
         generator: the app's `src.generate.Generator`.
         request: a `GenerateRequest`; `voice` is the default voice of unlabelled lines.
-        respell: applied to each row's text before generation (the lexicon), or None.
+        lexicon: the respellings the model reads (default: the global lexicon, as the Generate tab); the
+            row files keep the typed text.
         progress: (fraction, message) callback.
 
     Raises:
@@ -277,13 +279,13 @@ def render_script(
     sample_rate = None
     position_s = 0.0
     for index, row in enumerate(rows):
-        text = respell(row.text) if respell else row.text
+        text = row.text
 
         def row_progress(fraction: float, message: str, index: int = index) -> None:
             report((index + fraction) / len(rows), f"Row {index + 1}/{len(rows)} ({row.voice}): {message}")
 
         one = dataclasses.replace(request, text=text, voice=row.voice, candidates=1, delimiter="\\n")
-        result = generator.generate(one, row_progress)
+        result = generator.generate(one, row_progress, lexicon=lexicon)
         notes.extend(result.notes)
         data, rate = sf.read(result.files[0], dtype="float32", always_2d=True)
         if sample_rate not in (None, rate):

@@ -6,6 +6,7 @@ import soundfile as sf
 
 from src.errors import InvalidInput
 from src.generate import GenerateRequest
+from src.lexicon import build_lexicon
 from src.markup import Pause, SpeechPiece
 from src.metadata import read_metadata
 from src.script import (
@@ -127,7 +128,8 @@ def test_two_voices_render_one_combined_file_with_voices_in_metadata(ctx, fake):
         text="Hi from Alice. [pause 0.5s] Still Alice.\nbob: {speed 2}Bob here.{/speed}",
         voice="alice", num_autoregressive_samples=2, diffusion_iterations=2, seed=7,
     )  # fmt: skip
-    result = render_script(ctx.generator, request, respell=lambda text: text.replace("Bob", "Bobb"))
+    lexicon = build_lexicon([["Bob", "Bobb"]])
+    result = render_script(ctx.generator, request, lexicon=lexicon)
     assert [call[0] for call in fake.calls] == ["Hi from Alice.", "Still Alice.", "Bobb here."]
     meta = read_metadata(result.file)
     rows = meta.extra[SCRIPT_RESULTS_VOICE_KEY]
@@ -136,7 +138,7 @@ def test_two_voices_render_one_combined_file_with_voices_in_metadata(ctx, fake):
     ]
     assert meta.voice == "alice" and result.file.parent.parent.name == "alice"
     for row, file in zip(rows, result.row_files, strict=True):
-        assert read_metadata(file).voice == row["voice"]
+        assert read_metadata(file).voice == row["voice"] and read_metadata(file).text == row["text"]
         assert file.parent.parent.name == row["voice"]
     # durations: row files, the 0.5 s pause, and Bob's row at double speed
     lengths = [sf.info(f).frames for f in result.row_files]
