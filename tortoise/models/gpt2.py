@@ -36,8 +36,9 @@ class Conv1D(nn.Module):
         rows = x.numel() // x.shape[-1]
         emulated = x.dtype == torch.bfloat16 and x.device.type == "cpu" and rows > EMULATED_BF16_MAX_ROWS
         if emulated and not device_caps.cpu_supports_bf16():
-            # emulated bf16 GEMMs: fp32 is faster beyond a few rows
-            return F.linear(x.float(), self.weight.t().float(), self.bias.float()).to(x.dtype)
+            # emulated bf16 GEMMs: fp32 is faster beyond a few rows (and autocast must not undo the upcast)
+            with torch.autocast("cpu", enabled=False):
+                return F.linear(x.float(), self.weight.t().float(), self.bias.float()).to(x.dtype)
         return F.linear(x, self.weight.t(), self.bias)
 
 

@@ -20,12 +20,15 @@ def layer():
 
 @pytest.fixture
 def product_dtypes(monkeypatch):
-    """The input dtype of every F.linear call made while the test runs."""
+    """The input dtypes of every F.linear call made while the test runs (with autocast on: the dtype
+    autocast turns them into)."""
     seen = []
     linear = F.linear
 
     def spy(x, weight, bias=None):
-        seen.append((x.dtype, weight.dtype))
+        autocast = torch.is_autocast_enabled("cpu")
+        dtype = torch.get_autocast_dtype("cpu") if autocast else None
+        seen.append((dtype or x.dtype, dtype or weight.dtype))
         return linear(x, weight, bias)
 
     monkeypatch.setattr(F, "linear", spy)
@@ -56,3 +59,11 @@ def test_fp32_is_untouched(monkeypatch, layer, product_dtypes):
     layer = layer.float()
     layer(torch.randn(1, 57, 64))
     assert product_dtypes == [(torch.float32, torch.float32)]
+
+
+def test_autocast_does_not_undo_the_fp32_prefill(monkeypatch, layer, product_dtypes):
+    """The pipeline decodes under bf16 autocast when half precision is on; the upcast must survive it."""
+    monkeypatch.setattr(device, "cpu_supports_bf16", lambda: False)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = layer(torch.randn(1, 57, 64).to(torch.bfloat16))
+    assert product_dtypes == [(torch.float32, torch.float32)] and out.dtype == torch.bfloat16
