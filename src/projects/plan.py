@@ -74,6 +74,8 @@ def plan_rows(
         InvalidInput: no text, bad markup (with line and character), pauses over 30 s after one row.
         ScriptVoicesError: the script names voices that cannot be used (every one is listed).
     """
+    if not (text or "").strip():
+        raise InvalidInput("Please provide text: the project text is empty.")
     segments = parse_script(text, voice, labels=script)
     if script:
         problems = check_voices(segments, library)

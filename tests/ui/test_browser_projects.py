@@ -127,3 +127,28 @@ def test_bad_project_input_shows_plain_messages(page):
     expect_message(page, "the project text is empty")
     page.locator("#proj-regenerate").click()
     expect_message(page, "Pick a project first")
+
+
+def test_a_two_voice_script_project_with_markup(page, served_app):
+    from tests.app_doubles import make_voice
+
+    make_voice(served_app.ctx.paths.voices_dir, "script-bob", (1.5,), seed=9)
+    fill(page, "proj-name", "browser-script")
+    choose(page, "proj-voice", "amy")
+    page.locator("#proj-script input").check()
+    fill(page, "proj-text", "amy: Hello there.\nghost: Boo.\nnobody: Hi.")
+    page.locator("#proj-create").click()
+    expect_message(page, "'ghost' (line 2)")  # every unknown voice is listed before anything is created
+    expect_message(page, "'nobody' (line 3)")
+    assert not served_app.ctx.projects.folder("amy", "browser-script").exists()
+
+    fill(page, "proj-text", "amy: Hello there. [pause 0.5s]\nscript-bob: {speed 1.5}Goodbye now.{/speed}")
+    page.locator("#proj-create").click()
+    status = page.locator("#proj-status")
+    sync_api.expect(status).to_contain_text("2/2 segments done", timeout=RENDER_TIMEOUT_MS)
+    sync_api.expect(page.locator("#proj-rows")).to_contain_text("script-bob", timeout=MESSAGE_TIMEOUT_MS)
+    project = served_app.ctx.projects.open("amy", "browser-script").project
+    rows = [(r.voice, r.speed, r.pause_s) for r in project.rows]
+    assert rows == [(None, 1.0, 0.5), ("script-bob", 1.5, 0.3)]
+    page.locator("#proj-regen-flagged").click()
+    expect_message(page, "No segment is flagged")
