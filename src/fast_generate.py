@@ -23,10 +23,10 @@ from src.generate import (
     GenerateRequest,
     GenerateResult,
     Generator,
-    _latents_progress,
-    _Run,
-    _split_notes,
+    RunState,
     check_request,
+    latents_progress,
+    split_notes,
 )
 from src.lexicon import Lexicon
 from src.markup import stretch
@@ -120,7 +120,7 @@ class FastGenerator:
             )
         seed = resolve_seed(request.seed)
         settings = g.settings()
-        notes = [*lexicon_notes, *_split_notes(request, prompts.lines, prompts.auto_split), UNUSED_NOTE]
+        notes = [*lexicon_notes, *split_notes(request, prompts.lines, prompts.auto_split), UNUSED_NOTE]
         started = time.perf_counter()
         with g.engine.job(half=request.half_precision) as tts:
             for prompt in prompts.prompts:
@@ -130,18 +130,18 @@ class FastGenerator:
                 voice = g.voices.conditioning(
                     request.voice, tts, voice_chunks=request.voice_chunks, slim=settings.slim_latents,
                     max_chunk_s=settings.latents_max_chunk_size, mic_audio=request.mic_audio, seed=seed,
-                    progress=_latents_progress(lambda fraction, text: None),
+                    progress=latents_progress(lambda fraction, text: None),
                 )
             notes.extend(voice.notes)
             g.engine.check_cancelled()
-            run = _Run(tts, create_run(g.paths, request.voice).run_dir, request, prompts, voice, seed,
+            run = RunState(tts, create_run(g.paths, request.voice).run_dir, request, prompts, voice, seed,
                        settings, started, lambda fraction, text: None, notes)
             result = yield from self._lines(run)
         save_generate_defaults(g.paths.generate_file, request.defaults())
         log.info("Fast generation took %.3f s, saved to %s", result.time_s, run.run_dir)
         yield FastUpdate(status="Done", result=result)
 
-    def _lines(self, run: _Run) -> Iterator[FastUpdate]:
+    def _lines(self, run: RunState) -> Iterator[FastUpdate]:
         """Stream and save every line; returns the GenerateResult (the generator's return value)."""
         g, prompts = self.generator, run.prompts
         options = {k: v for k, v in g.engine.default_options.items() if k not in FAST_UNUSED_OPTIONS}
@@ -179,7 +179,9 @@ class FastGenerator:
             include_latents=False))
         return self._result(run, finals)
 
-    def _line(self, run: _Run, index: int, options: dict, heard: list[torch.Tensor]) -> Iterator[FastUpdate]:
+    def _line(
+        self, run: RunState, index: int, options: dict, heard: list[torch.Tensor]
+    ) -> Iterator[FastUpdate]:
         """Stream one line, played chunk by chunk; returns its audio, (1, samples), stretched to its speed.
 
         A line in a `{speed}` span is held back until it is whole, then stretched and played at once.
@@ -211,7 +213,7 @@ class FastGenerator:
         return dataclasses.replace(s, first_chunk_codes=min(s.first_chunk_codes, limit),
                                    chunk_codes=min(s.chunk_codes, limit))
 
-    def _keep_partial(self, run: _Run, heard: list[torch.Tensor], written: list[Path]) -> GenerateResult:
+    def _keep_partial(self, run: RunState, heard: list[torch.Tensor], written: list[Path]) -> GenerateResult:
         """Stop was pressed: save everything played so far as partial.wav (marked partial) and report it."""
         if not heard:
             run.notes.append("Stopped before any audio was made; nothing was saved.")
@@ -226,7 +228,7 @@ class FastGenerator:
                          f"{PARTIAL_FILE}, marked partial.")
         return self._result(run, [path])
 
-    def _result(self, run: _Run, files: list[Path]) -> GenerateResult:
+    def _result(self, run: RunState, files: list[Path]) -> GenerateResult:
         return GenerateResult(run.run_dir, tuple(files), run.seed, run.elapsed_s(),
                               tuple(dict.fromkeys(run.notes)), run.prompts.lines, run.voice.sample)
 

@@ -235,7 +235,7 @@ class Generator:
                 slim=settings.slim_latents,
                 max_chunk_s=settings.latents_max_chunk_size,
                 force=True,
-                progress=_latents_progress(progress),
+                progress=latents_progress(progress),
             )
 
     def generate(
@@ -270,7 +270,7 @@ class Generator:
         report(0.0, "Loading the model")
         with self.engine.job(half=request.half_precision, on_wait=_wait_progress(report)) as tts:
             prompts = _prompts_for(tts, request, lexicon)
-            notes = [*lexicon_notes, *_split_notes(request, prompts.lines, prompts.auto_split)]
+            notes = [*lexicon_notes, *split_notes(request, prompts.lines, prompts.auto_split)]
             self._preflight(tts, request, prompts, settings, notes, report)
             report(0.01, "Preparing the voice")
             with self.engine.latents_on_cpu(tts, settings.force_cpu_for_conditioning_latents):
@@ -282,11 +282,11 @@ class Generator:
                     max_chunk_s=settings.latents_max_chunk_size,
                     mic_audio=request.mic_audio,
                     seed=seed,
-                    progress=_latents_progress(report),
+                    progress=latents_progress(report),
                 )
             notes.extend(voice.notes)
             self.engine.check_cancelled()
-            run = _Run(
+            run = RunState(
                 tts, create_run(self.paths, request.voice).run_dir, request, prompts, voice, seed,
                 settings, started, report, notes,
             )  # fmt: skip
@@ -353,7 +353,7 @@ class Generator:
 
     # ------------------------------------------------------------------ one run
 
-    def _run_lines(self, run: _Run) -> list[Path]:
+    def _run_lines(self, run: RunState) -> list[Path]:
         """Generate, save, join, fix and prune; returns the final files (the caller cleans up)."""
         request, prompts = run.request, run.prompts
         lines = len(prompts.lines)
@@ -426,7 +426,7 @@ class Generator:
             "enable_redaction": False,
         }
 
-    def _redact(self, run: _Run, wav: torch.Tensor, prompt: str, where: str) -> torch.Tensor:
+    def _redact(self, run: RunState, wav: torch.Tensor, prompt: str, where: str) -> torch.Tensor:
         """Cut the [bracketed] words from a finished clip; on failure keep it whole, with a note."""
         redact = getattr(run.tts, "redact", None)
         if not run.request.enable_redaction or redact is None or "[" not in prompt:
@@ -442,7 +442,7 @@ class Generator:
             return wav
 
     def _voicefixer(
-        self, run: _Run, finals: list[Path], text: str, written: list[Path]
+        self, run: RunState, finals: list[Path], text: str, written: list[Path]
     ) -> list[Path]:
         """With the setting on, replace each final clip by its `_fixed.wav` restoration."""
         if not run.settings.voice_fixer:
@@ -474,8 +474,9 @@ class Generator:
 
 
 @dataclass
-class _Run:
-    """The state of one generation while it runs, and how its clips are tagged and saved."""
+class RunState:
+    """The state of one generation while it runs, and how its clips are tagged and saved (shared by the
+    standard generator here and the fast one in src/fast_generate.py)."""
 
     tts: Any
     run_dir: Path
@@ -576,7 +577,7 @@ def _prompts_for(tts: Any, request: GenerateRequest, lexicon: Lexicon) -> Prepar
     )  # fmt: skip
 
 
-def _split_notes(request: GenerateRequest, lines: tuple[str, ...], auto_split: bool) -> list[str]:
+def split_notes(request: GenerateRequest, lines: tuple[str, ...], auto_split: bool) -> list[str]:
     notes = []
     separator = normalize_delimiter(request.delimiter)
     if separator and separator in request.text:
@@ -591,7 +592,7 @@ def _split_notes(request: GenerateRequest, lines: tuple[str, ...], auto_split: b
     return notes
 
 
-def _latents_progress(report: ProgressFn | None) -> Callable[[str, int, int], None] | None:
+def latents_progress(report: ProgressFn | None) -> Callable[[str, int, int], None] | None:
     if report is None:
         return None
     return lambda stage, done, total: report(
