@@ -17,7 +17,10 @@ run. Measurements, each printed as {"measurement": ..., "precision": "fp32" | "h
 * ar_tokens_per_s: the AR decode alone at 1 and 16 rows, 200 codes (per-row and total tokens/s);
 * roofline: AR weight bytes / measured device copy bandwidth = the least time a decode step can take,
   and the measured step time over it;
-* peak_memory: torch.cuda.max_memory_allocated over that precision's run.
+* peak_memory: torch.cuda.max_memory_allocated over that precision's run;
+* fast_mode: fast mode (one sample, HiFi-GAN decoder, streamed) from `benchmarks.bench_fast`: time to
+  first audio, real-time factor of a 10 s line, per-chunk cost at the start and the end of a 60 s stream,
+  with PASS/MISS against the targets (full size only; --dry skips it).
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import torch
 
@@ -204,6 +207,27 @@ def run_precision(device: str, half: bool, sizes: Sizes, dry: bool) -> None:
              max_reserved_gib=round(torch.cuda.max_memory_reserved() / 2**30, 3))
     tts.release()
     del tts
+    fast_section(device, half, dry, precision)
+
+
+def fast_section(device: str, half: bool, dry: bool, precision: str) -> None:
+    """The fast-mode figures of bench_fast on this device, as one JSON line."""
+    if dry:
+        emit(measurement="fast_mode", precision=precision, skipped="full-size models only (not with --dry)")
+        return
+    from benchmarks.bench_fast import TARGETS, measure_fast
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The line never produced a stop code")
+        figures = asdict(measure_fast(device, half))
+    verdicts = {
+        f"{name}_target": ("PASS" if figures[name] <= limits["cuda"] else "MISS")
+        for name, limits in TARGETS.items()
+        if figures.get(name) is not None and "cuda" in limits
+    }
+    emit(measurement="fast_mode", precision=precision,
+         **{k: (round(v, 4) if isinstance(v, float) else v) for k, v in figures.items() if k != "half"},
+         **verdicts)  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,6 +5,7 @@ or a stream of chunks while the AR decodes (`FastStream`).
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import random
 import threading
@@ -171,6 +172,41 @@ def generate_fast(
     )
 
 
+class DecoderFirst:
+    """Turns between the AR thread and the decoder when both compute on the CPU's cores.
+
+    Running them at once oversubscribes the cores (each asks torch for every core), and the first chunk
+    then waits on both: with turns, the AR pauses between two steps while a chunk is decoded. On a GPU
+    the two overlap instead (`enabled` False): their kernels queue on the device.
+    """
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self._cond = threading.Condition()
+        self._decoding = False
+
+    @contextlib.contextmanager
+    def decoding(self) -> Iterator[None]:
+        """Hold the cores for one decode; the AR finishes its current step, then waits."""
+        if not self.enabled:
+            yield
+            return
+        with self._cond:
+            self._decoding = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._decoding = False
+                self._cond.notify_all()
+
+    def between_steps(self) -> None:
+        """Called by the AR thread after each step: wait while a chunk is being decoded."""
+        if self.enabled:
+            with self._cond:
+                self._cond.wait_for(lambda: not self._decoding)
+
+
 class FastStream:
     """Audio chunks of one line, produced while the AR decodes. Iterate it once.
 
@@ -198,6 +234,7 @@ class FastStream:
         self._cancel, self._progress = cancel, progress
         self._stop = threading.Event()
         self._started = False
+        self._turns = DecoderFirst(tts.plan.kind == "cpu")  # the AR and the decoder share the CPU's cores
 
     def __iter__(self) -> Iterator[torch.Tensor]:
         """Yield (samples,) float32 CPU chunks at 24 kHz; their concatenation is the whole clip.
@@ -239,7 +276,8 @@ class FastStream:
                 stream.add(latent.float())
                 if len(self.codes) == next_at:
                     next_at += s.chunk_codes
-                    chunk = stream.decode()
+                    with self._turns.decoding():
+                        chunk = stream.decode()
                     if chunk is not None:
                         self.timings_s.setdefault("first_chunk", time.perf_counter() - t0)
                         _report(self._progress, "autoregressive", len(self.codes), self._p.max_mel_tokens)
@@ -247,12 +285,17 @@ class FastStream:
             ar = self._tts.models.autoregressive
             if not self.codes or self.codes[-1] != ar.stop_mel_token:
                 self.notes.append("The line never produced a stop code; its speech may be cut off.")
-            chunk = stream.decode(final=True)
+            with self._turns.decoding():
+                chunk = stream.decode(final=True)
             self.is_complete = True
             self.timings_s.setdefault("first_chunk", time.perf_counter() - t0)
             _report(self._progress, "decoder", 1, 1)
             if chunk is not None:
                 yield chunk
+
+    def _step_done(self, items: queue.Queue, code: torch.Tensor, latent: torch.Tensor) -> None:
+        items.put((code, latent))
+        self._turns.between_steps()
 
     def _decode_codes(self, items: queue.Queue) -> None:
         """Worker thread: run the shared AR decode loop for one row, pushing (code, latent) per step."""
@@ -272,7 +315,7 @@ class FastStream:
                 ar.inference_codes(
                     p.cond_ar, p.tokens, p.max_mel_tokens, num_return_sequences=1, use_kv_cache=True,
                     use_kv_mel_offset=o.use_kv_mel_offset, next_code=sampler,
-                    on_step=lambda codes, latents: items.put((codes[0], latents[0])),
+                    on_step=lambda codes, latents: self._step_done(items, codes[0], latents[0]),
                 )
         except BaseException as e:  # handed to the iterating thread, which raises it
             items.put(e)

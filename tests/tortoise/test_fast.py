@@ -133,3 +133,28 @@ def test_missing_decoder_offline_names_the_file_and_the_folder(tiny_models, toke
         tts.tts_fast(TEXT, conditioning_latents=voice)
     assert "hifidecoder.pth" in str(e.value) and str(tmp_path / "models") in str(e.value)
 
+
+
+def test_on_a_cpu_the_ar_waits_between_steps_while_a_chunk_is_decoded():
+    from tortoise.fast import DecoderFirst
+
+    turns = DecoderFirst(enabled=True)
+    order: list[str] = []
+    waiting = threading.Event()
+
+    def ar_step():
+        waiting.set()
+        turns.between_steps()
+        order.append("ar step")
+
+    with turns.decoding():
+        worker = threading.Thread(target=ar_step)
+        worker.start()
+        assert waiting.wait(60)
+        worker.join(0.2)  # still blocked: the chunk is being decoded
+        order.append("decoded")
+    worker.join(60)
+    assert order == ["decoded", "ar step"]
+    off = DecoderFirst(enabled=False)  # on a GPU the two overlap
+    with off.decoding():
+        off.between_steps()  # returns at once
