@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from src.errors import InvalidInput
 from src.lexicon import Lexicon
+from src.markup import Pause, SpeechPiece, has_markup, parse_markup
 from src.projects.segments import split_segments
 from src.projects.state import MAX_PAUSE_S
 from src.script import ScriptVoicesError, check_voices, parse_script, script_rows
@@ -99,3 +100,42 @@ def plan_rows(
             pause = gap if number == len(pieces) else default_pause_s
             planned.append(PlannedRow(piece, row_voice, row.speed, round(pause, 3)))
     return planned
+
+
+@dataclass(frozen=True)
+class SegmentEdit:
+    """A segment's text as typed in the editor, read for markup.
+
+    Attributes:
+        text: the words (markup removed).
+        speed: from a `{speed}` span around the whole text, else None (the row keeps its speed).
+        pause_s: from a `[pause]` at its end, else None (the row keeps its pause).
+    """
+
+    text: str
+    speed: float | None
+    pause_s: float | None
+
+
+def read_segment_edit(text: str) -> SegmentEdit:
+    """One segment's text with optional markup: a speed span around it and pauses after it.
+
+    Raises:
+        InvalidInput: empty, bad markup (with the character), or markup that would make several segments
+            (a pause or speed change inside the text: use Insert After for another segment).
+    """
+    pieces = parse_markup((text or "").strip())
+    speech = [p for p in pieces if isinstance(p, SpeechPiece)]
+    if not speech:
+        raise InvalidInput("A segment needs words; use Delete to remove it.")
+    first = pieces.index(speech[0])
+    if len(speech) > 1 or first > 0:
+        raise InvalidInput(
+            "This text holds markup that makes several segments (a pause or a speed change inside it). "
+            "Keep one segment here and add the rest with Insert After; a [pause] may end the text."
+        )
+    pauses = [p.seconds for p in pieces[first + 1 :] if isinstance(p, Pause)]
+    marked = has_markup(text)
+    speed = speech[0].speed if marked else None
+    pause = round(sum(pauses), 3) if pauses else None
+    return SegmentEdit(speech[0].text, speed, pause)

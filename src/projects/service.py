@@ -27,7 +27,7 @@ from src.lexicon import Lexicon, effective_lexicon, project_lexicon_path
 from src.markup import stretch
 from src.paths import AppPaths, validate_voice_name
 from src.projects import state as st
-from src.projects.plan import plan_rows
+from src.projects.plan import plan_rows, read_segment_edit
 from src.projects.render import Renderer, Takes, WorkerLost, build_request, render_takes, take_metadata
 from src.projects.segments import halve
 from src.projects.stitch import StitchResult, combined_metadata, stitch
@@ -235,16 +235,20 @@ class ProjectService:
 
     def edit_text(self, voice: str, name: str, row_id: str, text: str, edit: Edit = Edit()) -> Change:
         """Change a row's text. Its takes no longer match, so they are removed and the row is pending.
-        A text with several sentences stays one row; an empty text is refused."""
+        A text with several sentences stays one row; an empty text is refused. Markup around the whole
+        text sets the row's speed (`{speed 0.9}...{/speed}`) and a `[pause]` at its end its pause."""
         if not (text or "").strip():
             raise InvalidInput("A segment cannot be empty; use Delete to remove it.")
+        typed = read_segment_edit(text)
 
         def change(project: st.Project) -> None:
             row = project.row(row_id)
-            if row.text == text.strip():
-                return
-            self._forget_takes(voice, name, row)
-            row.text, row.status, row.error = text.strip(), st.PENDING, ""
+            speed = row.speed if typed.speed is None else typed.speed
+            pause = row.pause_s if typed.pause_s is None else st.check_pause(typed.pause_s)
+            if (row.text, row.speed) != (typed.text, speed):
+                self._forget_takes(voice, name, row)
+                row.text, row.speed, row.status, row.error = typed.text, speed, st.PENDING, ""
+            row.pause_s = pause
 
         return self._update(voice, name, change, edit=edit, row_id=row_id, restitch=True)
 
@@ -254,11 +258,15 @@ class ProjectService:
         """Insert a pending row after `after_row_id` (None: at the start)."""
         if not (text or "").strip():
             raise InvalidInput("Type the new segment's text first.")
+        typed = read_segment_edit(text)
+        speed = 1.0 if typed.speed is None else typed.speed
+        pause = st.DEFAULT_PAUSE_S if typed.pause_s is None else st.check_pause(typed.pause_s)
 
         def change(project: st.Project) -> None:
             index = 0 if after_row_id is None else project.index_of(after_row_id) + 1
             seed = int(project.settings.get("seed") or 0)
-            project.rows.insert(index, st.Row(st.new_row_id(), text.strip(), seed=seed))
+            row = st.Row(st.new_row_id(), typed.text, seed=seed, pause_s=pause, speed=speed)
+            project.rows.insert(index, row)
 
         return self._update(voice, name, change, edit=edit, restitch=True)
 

@@ -220,3 +220,27 @@ def test_stretched_takes_keep_their_pitch():
     slow = stretch(tone, 0.5).numpy()
     spectrum = np.abs(np.fft.rfft(slow[RATE // 2 : RATE // 2 + RATE // 2]))
     assert len(slow) == 2 * RATE and abs(np.argmax(spectrum) * 2 - 220) <= 4
+
+
+def test_editing_a_segment_reads_its_markup(service, values):
+    project = service.create("edit", "amy", "One. Two.", values)
+    first, second = (row.id for row in project.rows)
+    change = service.edit_text("amy", "edit", first, "{speed 0.8}One again.{/speed} [pause 1.2s]")
+    row = change.project.row(first)
+    assert (row.text, row.speed, row.pause_s) == ("One again.", 0.8, 1.2)
+    change = service.edit_text("amy", "edit", first, "One again, plainly.")  # no markup: speed and pause stay
+    row = change.project.row(first)
+    assert (row.text, row.speed, row.pause_s) == ("One again, plainly.", 0.8, 1.2)
+    change = service.insert_row("amy", "edit", second, "{speed 1.5}Three.{/speed}")
+    row = change.project.rows[2]
+    assert (row.text, row.speed, row.pause_s) == ("Three.", 1.5, 0.3)
+    for bad, message in [
+        ("Half. [pause 1s] Other half.", "several segments"),
+        ("[pause 1s] Late start.", "several segments"),
+        ("Fast {speed 1.5}and{/speed} slow.", "several segments"),
+        ("{speed 9}No.{/speed}", "outside 0.5x-2x"),
+        ("[pause 2s]", "needs words"),
+    ]:
+        with pytest.raises(InvalidInput, match=message):
+            service.edit_text("amy", "edit", first, bad)
+    assert service.open("amy", "edit").project.row(first).text == "One again, plainly."
