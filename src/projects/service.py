@@ -22,10 +22,11 @@ import torch
 from src.audio_ops import postprocess_output
 from src.consistency import ConsistencyGuard
 from src.errors import AppError, InvalidInput
-from src.generate import Generator
+from src.generate import DEFAULT_MAX_MEL_TOKENS, Generator
 from src.lexicon import Lexicon, effective_lexicon, project_lexicon_path
 from src.markup import stretch
 from src.paths import AppPaths, validate_voice_name
+from src.preflight import check_disk_space, estimate_output_bytes
 from src.projects import state as st
 from src.projects.plan import plan_rows, read_segment_edit
 from src.projects.render import Renderer, Takes, WorkerLost, build_request, render_takes, take_metadata
@@ -36,7 +37,7 @@ from src.prompting import MAX_SEED, resolve_seed
 from src.qa import QaReport, QaSettings, SegmentChecker
 from src.results import PROJECTS_FOLDER, save_clip
 from src.settings import AppSettings, GenerateDefaults
-from tortoise import GenerationCancelled, TextTooLongError, TortoiseError
+from tortoise import OUTPUT_SAMPLE_RATE, GenerationCancelled, TextTooLongError, TortoiseError
 
 log = logging.getLogger(__name__)
 
@@ -402,6 +403,7 @@ class ProjectService:
             st.save_project(folder, project)
         render = renderer or (lambda request: render_takes(self.generator, request))
         try:
+            self._check_disk(settings, qa, speed)
             takes = self._takes_with_retries(render, settings, spoken, row_voice, seed, qa, speed)
         except BaseException as error:
             quiet = isinstance(error, TextTooLongError | GenerationCancelled | WorkerLost | KeyboardInterrupt)
@@ -410,6 +412,14 @@ class ProjectService:
             raise
         scores, notes = self._voice_scores(row_voice, takes, qa)
         return self._add_takes(voice, name, row_id, text, takes, task, scores, notes)
+
+    def _check_disk(self, settings: dict[str, Any], qa: QaSettings, speed: float) -> None:
+        """Refuse a render whose takes may not fit on the disk (MissingRequirement), before any work."""
+        takes = int(settings.get("candidates") or 1) * (1 + (qa.max_retries if qa.enabled else 0))
+        rate = self.settings().output_sample_rate or OUTPUT_SAMPLE_RATE
+        codes = int(self.generator.engine.default_options.get("max_mel_tokens", DEFAULT_MAX_MEL_TOKENS))
+        needed = estimate_output_bytes(1, takes, rate, codes) / min(speed, 1.0)
+        check_disk_space(self.paths.results_dir, int(needed), self.generator.disk_usage)
 
     def _lexicon(self, folder: Path) -> Lexicon:
         """The global lexicon with the project's own entries over it (raises LexiconError on bad ones)."""

@@ -8,7 +8,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from src.errors import InvalidInput
+from src.errors import InvalidInput, MissingRequirement
 from src.lexicon import global_lexicon_path, project_lexicon_path, save_lexicon
 from src.metadata import read_metadata
 from src.projects.render import Takes
@@ -244,3 +244,13 @@ def test_editing_a_segment_reads_its_markup(service, values):
         with pytest.raises(InvalidInput, match=message):
             service.edit_text("amy", "edit", first, bad)
     assert service.open("amy", "edit").project.row(first).text == "One again, plainly."
+
+
+def test_a_full_disk_fails_the_row_before_rendering(ctx, service, tts, values):
+    service.create("disk", "amy", "One.", values)
+    ctx.generator.disk_usage = lambda path: type("Usage", (), {"free": 10 * 2**20})()  # 10 MB free
+    row = service.open("amy", "disk").project.rows[0]
+    with pytest.raises(MissingRequirement, match="Not enough disk space"):
+        service.render_row("amy", "disk", row.id)
+    row = service.open("amy", "disk").project.rows[0]
+    assert tts.calls == [] and row.status == FAILED and "free" in row.error
