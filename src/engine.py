@@ -180,7 +180,9 @@ class TTSEngine:
             self._job_lock.release()
 
     @contextlib.contextmanager
-    def job(self, *, half: bool | None = None, on_wait: WaitFn | None = None) -> Iterator[Any]:
+    def job(
+        self, *, half: bool | None = None, few_rows: bool = False, on_wait: WaitFn | None = None
+    ) -> Iterator[Any]:
         """Hold the engine for one job and yield the loaded TextToSpeech.
 
         Jobs queue behind each other. The Stop flag is cleared when the job starts, so a Stop meant
@@ -191,6 +193,7 @@ class TTSEngine:
                 None keeps the current setting. A TextToSpeech converts its weights in place
                 (`set_half`) and keeps the setting for later jobs, since converting back costs a reload;
                 other engines' objects get a half-precision plan for this job only.
+            few_rows: the job decodes one row at a time (fast mode), where bf16 pays on every CPU.
             on_wait: while another job runs, called about once a second with the queue position.
         """
         with self._queued(on_wait):
@@ -201,9 +204,9 @@ class TTSEngine:
                 original = getattr(tts, "plan", None)
                 persistent = half is not None and callable(getattr(tts, "set_half", None))
                 if persistent:
-                    tts.set_half(half)
+                    tts.set_half(half, few_rows=few_rows)
                 elif half is not None and original is not None:
-                    tts.plan = _plan_with_half(original, half)
+                    tts.plan = _plan_with_half(original, half, few_rows)
                 try:
                     yield tts
                 finally:
@@ -248,10 +251,10 @@ class TTSEngine:
             tts.plan = plan
 
 
-def _plan_with_half(plan: Any, half: bool) -> Any:
+def _plan_with_half(plan: Any, half: bool, few_rows: bool = False) -> Any:
     """The plan with half precision on or off where the device supports it (not DirectML/MPS)."""
     with_half = getattr(plan, "with_half", None)
-    return with_half(half) if callable(with_half) else plan
+    return with_half(half, few_rows=few_rows) if callable(with_half) else plan
 
 
 def loader_from_settings(paths: AppPaths, settings: AppSettings) -> Loader:

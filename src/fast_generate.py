@@ -122,7 +122,7 @@ class FastGenerator:
         settings = g.settings()
         notes = [*lexicon_notes, *split_notes(request, prompts.lines, prompts.auto_split), UNUSED_NOTE]
         started = time.perf_counter()
-        with g.engine.job(half=request.half_precision) as tts:
+        with g.engine.job(half=request.half_precision, few_rows=True) as tts:
             for prompt in prompts.prompts:
                 tts.encode_text(prompt)  # a too-long line fails now, before any audio
             yield FastUpdate(status="Preparing the voice")

@@ -136,13 +136,14 @@ class TextToSpeech:
 
     # ------------------------------------------------------------------ precision
 
-    def set_half(self, half: bool) -> None:
+    def set_half(self, half: bool, *, few_rows: bool = False) -> None:
         """Switch half precision on or off (the app's Half-Precision switch); see tortoise.precision.
 
         Weights are converted in place (no second copy); switching back to fp32 reloads the exact fp32
         weights through `model_loaders`. On CUDA the decode graphs are captured again right away.
+        `few_rows` (fast mode) turns bf16 on also on CPUs without bf16 instructions (DevicePlan.with_half).
         """
-        plan = self.plan.with_half(half)
+        plan = self.plan.with_half(half, few_rows=few_rows)
         if plan == self.plan:
             return
         self.plan = plan

@@ -135,12 +135,19 @@ class DevicePlan:
         lets finished rows retire sooner."""
         return 16 if self.kind == "cuda" else 8
 
-    def with_half(self, half: bool) -> DevicePlan:
-        """This plan with half precision on or off where the device supports it (CUDA, bf16 CPUs)."""
+    def with_half(self, half: bool, *, few_rows: bool = False) -> DevicePlan:
+        """This plan with half precision on or off where the device supports it (CUDA, bf16 CPUs).
+
+        Args:
+            few_rows: the job decodes one row at a time (fast mode). On a CPU without bf16 instructions
+                bf16 weights then still pay (a step reads half the bytes; see tortoise.models.gpt2), while
+                the standard mode's batches of candidates run faster in fp32, so half is on there only
+                with `few_rows`.
+        """
         if self.kind == "cuda":
             return dataclasses.replace(self, half=half)
         if self.kind == "cpu":
-            return dataclasses.replace(self, half=half and cpu_supports_bf16())
+            return dataclasses.replace(self, half=half and (few_rows or cpu_supports_bf16()))
         return self
 
     @property

@@ -90,3 +90,18 @@ def test_stop_keeps_the_audio_so_far_marked_partial(ctx):
     assert saved.size >= sum(a.size for a in got)
     assert read_metadata(result.files[0]).partial is True
     assert any("kept in partial.wav" in note for note in result.notes)
+
+
+def test_fast_mode_asks_for_half_precision_as_a_one_row_job(ctx, monkeypatch):
+    """Fast mode decodes one row, so its Half switch applies even on CPUs without bf16 instructions
+    (tests/tortoise/test_precision.py shows what the engine then does)."""
+    seen = []
+    job = ctx.engine.job
+
+    def recording_job(**kwargs):
+        seen.append(kwargs)
+        return job(**{**kwargs, "half": False})  # the shared tiny models stay in fp32
+
+    monkeypatch.setattr(ctx.engine, "job", recording_job)
+    list(ctx.fast_generator.stream(request(half_precision=True)))
+    assert seen == [{"half": True, "few_rows": True}]

@@ -108,6 +108,26 @@ def test_half_switch_is_a_no_op_where_the_cpu_has_no_bf16(tiny_models, tokenizer
     assert not tts.plan.half and tts.models.autoregressive.dtype == torch.float32
 
 
+def test_without_bf16_instructions_half_is_for_fast_mode_only(tiny_models, tokenizer_path, monkeypatch):
+    """Fast mode decodes one row, where bf16 weights pay even when emulated; the standard mode then gets
+    its exact fp32 weights back (a reload), since its batches of candidates are faster in fp32."""
+    monkeypatch.setattr(device_module, "cpu_supports_bf16", lambda: False)
+    loads = []
+    tts = make_tts(tiny_models, tokenizer_path, loads)
+    engine = TTSEngine(lambda: tts)
+    with engine.job(half=True, few_rows=True) as job:
+        assert job.plan.half and job.models.autoregressive.dtype == torch.bfloat16
+        latents = job.get_random_conditioning_latents(torch.Generator().manual_seed(0))
+        codes = job.models.autoregressive.inference_codes(
+            latents.autoregressive.to(torch.bfloat16), job.encode_text("One row."), 8,
+            num_return_sequences=1, use_kv_cache=True,
+        )  # fmt: skip
+        assert codes.shape[0] == 1
+    with engine.job(half=True) as job:  # the standard mode: fp32 again
+        assert not job.plan.half and job.models.autoregressive.dtype == torch.float32
+    assert loads == ["autoregressive"]
+
+
 # ---------------------------------------------------------------- memory guard
 
 
