@@ -2,7 +2,7 @@
 # Every check that needs a CUDA GPU, in one run: the `gpu` tests, the GPU benchmark (fp32 and half, fast
 # mode included) and the fast-mode benchmark in half precision. Logs go to $OUT (or benchmarks/out/).
 # Usage, from the repository root on a CUDA machine:  bash benchmarks/gpu_check.sh [python]
-set -uo pipefail
+set -euo pipefail
 cd "$(dirname "$0")/.." || exit 1
 PY="${1:-${PYTHON:-venv/bin/python}}"
 [[ -x "${PY}" ]] || PY=python3
