@@ -10,10 +10,16 @@ from typing import Any
 import gradio as gr
 
 from src.context import AppContext
-from src.lexicon import build_lexicon, global_lexicon_path, load_lexicon, read_lexicon_rows, save_lexicon
+from src.lexicon import (
+    build_lexicon,
+    global_lexicon_path,
+    load_lexicon,
+    read_lexicon_rows,
+    save_lexicon,
+)
 from src.projects import parse_ref
-from src.token_preview import TOKEN_LIMIT, highlight_html, preview_text
 from src.ui.errors import ui_handler
+from src.ui.token_view import render_preview
 
 PRIVATE: dict[str, Any] = {"api_visibility": "private"}
 HEADERS = ["Word", "Respelling"]
@@ -128,13 +134,4 @@ def preview_clicked(ctx: AppContext, text: str, table: Any = None, scope: str | 
     lexicon = build_lexicon(rows)
     if scope and scope != GLOBAL:
         lexicon = load_lexicon(global_lexicon_path(ctx.paths.config_dir)).merged(lexicon)
-    preview = preview_text(text, ctx.tokenizers.get(), lexicon)
-    blocks = [f"<p>{highlight_html(piece)}</p>" for piece in preview.pieces]
-    if preview.pause_s:
-        blocks.append(f"<p><em>Pauses: {', '.join(f'{s:g} s' for s in preview.pause_s)}</em></p>")
-    summary = preview.summary()
-    if not preview.fits:
-        summary += (f"\n\nOne pass reads at most {TOKEN_LIMIT} tokens: split a piece that is too long into "
-                    "shorter lines.")
-    ids = "\n".join(" ".join(str(i) for i in piece.ids) for piece in preview.pieces)
-    return "".join(blocks), summary.replace("\n", "  \n"), ids
+    return render_preview(ctx.tokenizers.get(), text, lexicon)

@@ -12,11 +12,13 @@ import gradio as gr
 
 from src.context import AppContext
 from src.errors import InvalidInput
+from src.lexicon import effective_lexicon
 from src.projects import Edit, Project, parse_ref, project_ref
 from src.projects.voice_match import DRIFT_FLAG, consistency_checks
 from src.qa import QaSettings
 from src.settings import GenerateDefaults
 from src.ui.errors import ui_handler
+from src.ui.token_view import render_preview
 
 ROW_HEADERS = [
     "#", "Voice", "Text", "Status", "WER %", "Voice match", "Flags", "Speed", "Duration (s)", "Pause (s)",
@@ -135,6 +137,10 @@ def build(ctx: AppContext, generate: dict[str, Any]) -> dict[str, Any]:
             c["row_text"] = gr.Textbox(label="Segment text", lines=2, elem_id="proj-row-text")
             c["row_pause"] = gr.Number(0.3, label="Pause after (s)", minimum=0, elem_id="proj-row-pause")
             with gr.Row():
+                c["preview"] = gr.Button("Preview Tokens", elem_id="proj-preview", scale=0)
+                c["preview_summary"] = gr.Markdown(elem_id="proj-preview-summary")
+            c["preview_text"] = gr.HTML(elem_id="proj-preview-text")
+            with gr.Row():
                 c["save_text"] = gr.Button("Save Text", elem_id="proj-save-text")
                 c["insert"] = gr.Button("Insert After", elem_id="proj-insert")
                 c["delete"] = gr.Button("Delete", elem_id="proj-delete", variant="stop")
@@ -198,6 +204,16 @@ def on_load(ctx: AppContext) -> dict[str, Any]:
         j.target for j in ctx.job_queue.jobs(50) if j.kind == "project" and j.state in ("waiting", "running")
     ]
     return gr.update(choices=ctx.projects.list_projects(), value=busy[0]) if busy else gr.update()
+
+
+def preview_segment(ctx: AppContext, ref: str | None, text: str) -> tuple[str, str, str]:
+    """What the model reads for a segment's text (as typed in the editor), with the project's lexicon
+    over the global one: (cleaned text HTML, summary with the token count, token ids)."""
+    voice, name = parse_ref(ref)
+    if not (text or "").strip():
+        raise InvalidInput("Pick a segment (or type its text) to preview.")
+    lexicon = effective_lexicon(ctx.paths.config_dir, ctx.projects.folder(voice, name))
+    return render_preview(ctx.tokenizers.get(), text, lexicon)
 
 
 def _row_id(ctx: AppContext, ref: str, number: Any) -> tuple[str, str, str, Project]:
@@ -302,6 +318,14 @@ def _wire(ctx: AppContext, c: dict[str, Any], generate: dict[str, Any]) -> None:
         return str(ctx.projects.folder(voice, name) / row.candidates[int(take)].file)
 
     c["take"].input(audition, [c["project"], c["row"], c["take"]], c["take_audio"], api_visibility="private")
+
+    @ui_handler
+    def preview(ref, text):
+        html, summary, _ = preview_segment(ctx, ref, text)
+        return html, summary
+
+    c["preview"].click(preview, [c["project"], c["row_text"]], [c["preview_text"], c["preview_summary"]],
+                       api_visibility="private")  # fmt: skip
     _wire_edits(ctx, c, view_out, take_out, edit_of)
 
 

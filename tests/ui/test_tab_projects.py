@@ -1,6 +1,9 @@
 """The Projects tab's formatting and view logic without a browser: the segment table and its flagged-only
 filter, the status line, the notice about another tab's edit, and reopening a rendering project on load."""
 
+import pytest
+
+from src.errors import InvalidInput
 from src.projects import Edit
 from src.qa import FLAG_DROPPED
 from src.settings import AppSettings, GenerateDefaults
@@ -52,3 +55,20 @@ def test_a_rendering_project_is_reopened_after_a_reload(tmp_path):
     assert tab_projects.on_load(ctx) == tab_projects.gr.update()
     ctx.job_runner.enqueue_project("amy/book")  # not started: the job stays waiting
     assert tab_projects.on_load(ctx)["value"] == "amy/book"
+
+
+def test_a_segment_preview_reads_the_project_lexicon(tmp_path, tokenizer_path):
+    import shutil
+
+    from src.lexicon import project_lexicon_path, save_lexicon
+
+    ctx, project = make(tmp_path)
+    shutil.copy(tokenizer_path, ctx.paths.tortoise_models_dir / "tokenizer.json")
+    save_lexicon(project_lexicon_path(ctx.projects.folder("amy", "book")), [["Two", "too"]])
+    html, summary, ids = tab_projects.preview_segment(ctx, "amy/book", "Two {speed 0.9}cats.{/speed}")
+    assert html.startswith("<p>too</p><p>cats.</p>") and "/ 398 tokens" in summary
+    assert len(ids.splitlines()) == 2 and all(part.isdigit() for part in ids.split())
+    with pytest.raises(InvalidInput, match="Pick a project first"):
+        tab_projects.preview_segment(ctx, None, "Two.")
+    with pytest.raises(InvalidInput, match="Pick a segment"):
+        tab_projects.preview_segment(ctx, "amy/book", "  ")
