@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import re
 import shutil
 import threading
 from collections.abc import Callable, Iterator
@@ -44,6 +45,7 @@ log = logging.getLogger(__name__)
 PROJECTS_DIR = PROJECTS_FOLDER  # results/<voice>/projects/<name>/
 MAX_SPLIT_DEPTH = 4  # a segment refused as too long is halved at most this many times
 EDIT_LOG = 50  # user edits remembered per project, to tell a tab what other tabs changed
+_BRACKETED_RE = re.compile(r"\[[^\[\]]*\]")
 
 
 @dataclass(frozen=True)
@@ -429,13 +431,15 @@ class ProjectService:
         """Render (stretched to the row's speed), check with QA, and while the best take is flagged render
         again with the next seeds. `text` is what the model reads (respelled)."""
         found: list[tuple[Takes, int, np.ndarray, QaReport | None]] = []
+        # with redaction on, the [bracketed] words are cut from the takes, so QA must not expect them
+        heard = _BRACKETED_RE.sub(" ", text).strip() if settings.get("enable_redaction", True) else text
         for attempt in range(1 + (qa.max_retries if qa.enabled else 0)):
             attempt_seed = seed if attempt == 0 else (seed + attempt * 7919) % MAX_SEED + 1
             takes = render(build_request(settings, text=text, voice=voice, seed=attempt_seed))
             for index, wave in enumerate(takes.waves):
                 if speed != 1.0:
                     wave = stretch(torch.from_numpy(np.asarray(wave, dtype=np.float32)), speed).numpy()
-                report = self._check(text, wave, takes.sample_rate, qa) if qa.enabled else None
+                report = self._check(heard, wave, takes.sample_rate, qa) if qa.enabled else None
                 found.append((takes, index, wave, report))
             if (
                 not qa.enabled

@@ -254,3 +254,63 @@ def test_a_full_disk_fails_the_row_before_rendering(ctx, service, tts, values):
         service.render_row("amy", "disk", row.id)
     row = service.open("amy", "disk").project.rows[0]
     assert tts.calls == [] and row.status == FAILED and "free" in row.error
+
+
+class CuttingTTS:
+    """TextToSpeech's `redact` for the projects' SeededTTS: cuts the first half of a take (or fails)."""
+
+    def __init__(self, tts, fail=False):
+        self.tts, self.fail, self.redacted = tts, fail, []
+
+    def __call__(self, wav, text):
+        self.redacted.append(text)
+        if self.fail:
+            raise RuntimeError("no aligner here")
+        return wav[..., wav.shape[-1] // 2 :]
+
+
+class RecordingChecker:
+    """The QA checker's interface: records the text each take is checked against."""
+
+    def __init__(self):
+        self.texts = []
+
+    def check(self, text, wave, sample_rate, qa):
+        from src.qa import QaReport
+
+        self.texts.append(text)
+        return QaReport(transcript=text, wer=0.0)
+
+
+def test_bracketed_words_are_cut_from_takes_and_qa_does_not_expect_them(ctx, service, tts, values):
+    cutter = CuttingTTS(tts)
+    tts.redact = cutter
+    checker = RecordingChecker()
+    service._checker = checker
+    service.create("sad", "amy", "[I am sad,] Hello there.", values, qa=QaSettings(enabled=True))
+    row = service.open("amy", "sad").project.rows[0]
+    project = service.render_row("amy", "sad", row.id).project
+    assert cutter.redacted == ["[I am sad,] Hello there."]
+    whole = tts.tts("[I am sad,] Hello there.", seed=project.rows[0].candidates[0].seed, k=1).waveforms[0]
+    take = sf.info(str(service.folder("amy", "sad") / project.rows[0].chosen_candidate.file)).frames
+    assert take == whole.shape[-1] - whole.shape[-1] // 2
+    assert checker.texts == ["Hello there."]
+
+
+def test_a_failing_aligner_keeps_the_take_whole_with_a_note(ctx, service, tts, values):
+    tts.redact = CuttingTTS(tts, fail=True)
+    service.create("sad", "amy", "[I am sad,] Hello there.", values)
+    row = service.open("amy", "sad").project.rows[0]
+    change = service.render_row("amy", "sad", row.id)
+    assert change.project.rows[0].status == DONE
+    assert any("could not be cut" in note for note in change.notes)
+
+
+def test_redaction_off_keeps_the_brackets_spoken(ctx, service, tts):
+    cutter = CuttingTTS(tts)
+    tts.redact = cutter
+    values = GenerateDefaults(seed=3, num_autoregressive_samples=2, candidates=1, enable_redaction=False)
+    service.create("said", "amy", "[I am sad,] Hello there.", values)
+    row = service.open("amy", "said").project.rows[0]
+    service.render_row("amy", "said", row.id)
+    assert cutter.redacted == []
