@@ -427,19 +427,7 @@ class Generator:
         }
 
     def _redact(self, run: RunState, wav: torch.Tensor, prompt: str, where: str) -> torch.Tensor:
-        """Cut the [bracketed] words from a finished clip; on failure keep it whole, with a note."""
-        redact = getattr(run.tts, "redact", None)
-        if not run.request.enable_redaction or redact is None or "[" not in prompt:
-            return wav
-        try:
-            return redact(wav, prompt).reshape(1, -1)
-        except Exception as error:  # boundary: the finished audio must survive a post-processing failure
-            log.exception("Redaction failed; keeping the clip uncut")
-            run.notes.append(
-                f"{where}The [bracketed] words could not be cut from the audio ({error}), so the clip "
-                "was saved without redaction and they are audible."
-            )
-            return wav
+        return cut_brackets(run.tts, wav, prompt, run.request.enable_redaction, run.notes, where)
 
     def _voicefixer(
         self, run: RunState, finals: list[Path], text: str, written: list[Path]
@@ -471,6 +459,36 @@ class Generator:
             written.append(fixed)
             fixed_files.append(fixed)
         return fixed_files
+
+
+def cut_brackets(
+    tts: Any, wav: torch.Tensor, prompt: str, enabled: bool, notes: list[str], where: str = ""
+) -> torch.Tensor:
+    """Cut the [bracketed] words of `prompt` from a finished clip (the Generate tab and project takes:
+    TorToiSe is asked not to, so that a failing aligner cannot lose the audio).
+
+    Args:
+        tts: the TextToSpeech that made the clip (its `redact` runs the aligner).
+        wav: the clip, any shape holding one channel at 24 kHz.
+        enabled: the request's Cut [Bracketed] Words.
+        notes: on failure a note is added here ("where" prefixes it) and the clip is kept whole.
+
+    Returns:
+        (1, samples) float32 on the CPU.
+    """
+    wav = wav.detach().float().cpu().reshape(1, -1)
+    redact = getattr(tts, "redact", None)
+    if not enabled or redact is None or "[" not in prompt:
+        return wav
+    try:
+        return redact(wav, prompt).detach().float().cpu().reshape(1, -1)
+    except Exception as error:  # boundary: the finished audio must survive a post-processing failure
+        log.exception("Redaction failed; keeping the clip uncut")
+        notes.append(
+            f"{where}The [bracketed] words could not be cut from the audio ({error}), so the clip "
+            "was kept without redaction and they are audible."
+        )
+        return wav
 
 
 @dataclass

@@ -5,7 +5,6 @@ library and option mapping), without creating a Generate run folder.
 from __future__ import annotations
 
 import dataclasses
-import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,7 +14,7 @@ import numpy as np
 
 from src.engine import TTSEngine
 from src.errors import AppError
-from src.generate import GenerateRequest, Generator, check_request
+from src.generate import GenerateRequest, Generator, check_request, cut_brackets
 from src.metadata import GenerationMetadata, encode_latents
 from src.projects.state import (
     META_INDEX,
@@ -30,8 +29,6 @@ from src.projects.state import (
 from src.prompting import apply_emotion
 from src.settings import GenerateDefaults
 from tortoise import OUTPUT_SAMPLE_RATE
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -125,7 +122,7 @@ def render_takes(
             latents = encode_latents(voice.latents.to_bytes())
         notes: list[str] = []
         waves = tuple(
-            np.asarray(cut_brackets(tts, w, prompt, request, notes).reshape(-1).numpy(), dtype=np.float32)
+            cut_brackets(tts, w, prompt, request.enable_redaction, notes).reshape(-1).numpy()
             for w in result.waveforms
         )
         return Takes(
@@ -139,28 +136,6 @@ def render_takes(
             int(result.sample_rate),
             worker,
         )
-
-
-def cut_brackets(tts: Any, wave: Any, prompt: str, request: GenerateRequest, notes: list[str]) -> Any:
-    """A take with its [bracketed] words cut (when the request's redaction is on), as the Generate tab
-    does after sampling; when the aligner fails the take is kept whole and `notes` says so.
-
-    Returns:
-        (1, samples) float32 on the CPU.
-    """
-    wav = wave.detach().float().cpu().reshape(1, -1)
-    redact = getattr(tts, "redact", None)
-    if not request.enable_redaction or redact is None or "[" not in prompt:
-        return wav
-    try:
-        return redact(wav, prompt).detach().float().cpu().reshape(1, -1)
-    except Exception as error:  # boundary: the rendered take must survive a post-processing failure
-        log.exception("Redaction failed; keeping the take uncut")
-        notes.append(
-            f"The [bracketed] words could not be cut from the take ({error}), so it was kept whole and "
-            "they are audible."
-        )
-        return wav
 
 
 def take_metadata(

@@ -519,11 +519,12 @@ class ProjectService:
             row.candidates.extend(added)
             row.chosen = len(row.candidates) - len(added) + best
             row.status, row.error = st.DONE, ""
+            row.notes = list(dict.fromkeys([*(n for t, *_ in found for n in t.notes), *notes]))
             project.revision += 1
             st.save_project(folder, project)  # the takes are recorded before the slower stitch: a crash
             self._stitch(folder, project)  # during it leaves them known, so a resumed job skips the row
             st.save_project(folder, project)
-            return Change(project, tuple(dict.fromkeys([*(n for t, *_ in found for n in t.notes), *notes])))
+            return Change(project, tuple(row.notes))
 
     def _after_failure(self, voice: str, name: str, row_id: str, reason: str) -> None:
         with contextlib.suppress(InvalidInput), self._locked(voice, name) as folder:

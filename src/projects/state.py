@@ -102,6 +102,8 @@ class Row:
         error: why the last render failed ("" when it did not).
         pause_s: silence after this segment in combined.wav, in seconds.
         speed: time-stretch of its takes after the vocoder (0.5-2.0, from `{speed}` markup; 1.0 = none).
+        notes: what its last render had to say (e.g. the [brackets] could not be cut, the voice match
+            was not checked), shown beside its status since background renders have no pop-ups.
         scores: extra per-row scores, free-form.
         extra: unknown keys, kept on re-save.
     """
@@ -117,6 +119,7 @@ class Row:
     error: str = ""
     pause_s: float = DEFAULT_PAUSE_S
     speed: float = field(default=1.0, metadata={"minimum": MIN_SPEED, "maximum": MAX_SPEED})
+    notes: list[str] = field(default_factory=list)
     scores: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 

@@ -48,7 +48,8 @@ def row_table(project: Project, flagged_only: bool = False) -> list[list[Any]]:
         if check is not None and check.z is not None:
             match += f" (z {check.z:+.1f})"
         duration = f"{row.duration_s:.2f}" if row.duration_s is not None else ""
-        status = f"{row.status}: {row.error}" if row.error else row.status
+        detail = row.error or " ".join(row.notes)
+        status = f"{row.status}: {detail}" if detail else row.status
         chosen = "" if row.chosen is None else row.chosen + 1
         lines.append([
             number, row.voice or project.voice, row.text, status, wer, match, flags, row.speed, duration,

@@ -304,6 +304,9 @@ def test_a_failing_aligner_keeps_the_take_whole_with_a_note(ctx, service, tts, v
     change = service.render_row("amy", "sad", row.id)
     assert change.project.rows[0].status == DONE
     assert any("could not be cut" in note for note in change.notes)
+    # a background render has no pop-up: the table's status column carries the note
+    project = service.open("amy", "sad").project
+    assert tab_projects.row_table(project)[0][3].startswith("done: The [bracketed] words could not be cut")
 
 
 def test_redaction_off_keeps_the_brackets_spoken(ctx, service, tts):
